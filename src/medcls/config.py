@@ -1,0 +1,51 @@
+"""Where the configs live, and how entry points report bad input."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from importlib.resources import files
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+    lambda record: "litmodels" not in record.getMessage()  # an advert, not information
+)
+
+
+def _config_dir() -> str:
+    """``$MEDCLS_CONFIG_DIR``, else the repository's ``conf/`` (editable install), else the
+    copy packaged inside the wheel."""
+    env = os.environ.get("MEDCLS_CONFIG_DIR")
+    if env:
+        return os.path.abspath(env)
+    repo_conf = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "conf"))
+    if os.path.isfile(os.path.join(repo_conf, "train.yaml")):
+        return repo_conf
+    return str(files("medcls") / "conf")
+
+
+CONFIG_DIR = _config_dir()
+
+
+def run_guarded(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn``; bad input (``DataError``, missing files) ends a single run with a short
+    message instead of a traceback. In a multirun the error propagates so the sweep can mark
+    that job as failed and go on."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from medcls.data.records import DataError
+
+    try:
+        return fn(*args)
+    except (DataError, FileNotFoundError) as e:
+        if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+            raise
+        from medcls.utils.console import console
+
+        console.print(f"[bold red]error:[/] {e}")
+        sys.exit(2)

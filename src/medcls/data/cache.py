@@ -1,0 +1,194 @@
+"""Decode and preprocess every image once into uint8 arrays, in memory or on disk.
+
+The cache holds a whole dataset (all records of a source), keyed by the files' identity
+(path, size, mtime), the preprocessing and the image size; folds, sweeps and later runs index
+into it instead of decoding JPEGs again. A disk cache is written to a temporary folder and
+renamed into place, so an interrupted decode never leaves a half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medcls.data.io import BadImageError, read_mask, read_rgb
+from medcls.data.preprocess import Preprocess
+from medcls.data.records import DataError, Record
+from medcls.data.sources.synthetic import SCHEME, read_synthetic
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+PARALLEL_MIN_IMAGES = 256
+
+
+@dataclass
+class DecodedImages:
+    """Arrays aligned with the record list.
+
+    Attributes:
+        images: ``(N, S, S, 3)`` uint8.
+        masks: ``(N, S, S)`` uint8 (0/255) when masks were requested, else ``None``.
+        has_mask: ``(N,)`` bool, which records came with a mask.
+        ok: ``(N,)`` bool, False for images that could not be decoded (skipped).
+        bad: ``(path, reason)`` for every skipped image.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray | None
+    has_mask: np.ndarray
+    ok: np.ndarray
+    bad: list[tuple[str, str]]
+
+
+def cache_key(name: str, records: Sequence[Record], pre: Preprocess, load_masks: bool) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps([CACHE_VERSION, name, pre.to_dict(), load_masks], sort_keys=True).encode())
+    for r in records:
+        h.update(r.path.encode())
+        if not r.path.startswith(SCHEME):
+            try:
+                st = os.stat(r.path)
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            except OSError:
+                h.update(b"missing")
+        if load_masks and r.mask:
+            h.update(r.mask.encode())
+    return h.hexdigest()
+
+
+def _decode(args: tuple[Record, Preprocess, bool]):
+    """Worker: one record → (image, mask, error, mask_error)."""
+    rec, pre, load_mask = args
+    try:
+        if rec.path.startswith(SCHEME):
+            img, mask = read_synthetic(rec.path)
+            mask = mask if load_mask else None
+        else:
+            img = read_rgb(rec.path, grayscale=pre.grayscale)
+            mask = read_mask(rec.mask) if load_mask and rec.mask else None
+    except (BadImageError, FileNotFoundError) as e:
+        return None, None, str(e), None
+    if mask is not None and mask.shape[:2] != img.shape[:2]:
+        msg = f"{rec.mask} is {mask.shape[1]}x{mask.shape[0]} but {rec.path} is {img.shape[1]}x{img.shape[0]}"
+        return None, None, None, msg
+    img, mask = pre(img, mask)
+    return img, mask, None, None
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
+
+
+def decode_all(
+    name: str,
+    records: Sequence[Record],
+    pre: Preprocess,
+    *,
+    load_masks: bool = False,
+    cache: str = "disk",
+    cache_dir: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> DecodedImages:
+    """Decode ``records`` (or load them from the disk cache) into a :class:`DecodedImages`.
+
+    Args:
+        cache: ``disk`` (reuse across runs, under ``cache_dir``) or ``memory`` (this process only).
+        workers: decoding processes; default one per core for large sets.
+    """
+    if cache not in ("disk", "memory"):
+        raise DataError(f"data.cache={cache!r}: use disk or memory")
+    key = cache_key(name, records, pre, load_masks)
+    folder = os.path.join(cache_dir or ".", f"{name}-{pre.image_size}px-{key[:16]}")
+    if cache == "disk" and os.path.isfile(os.path.join(folder, "meta.json")):
+        log.info("decode cache hit: %s", folder)
+        return _load(folder)
+    decoded = _decode_records(records, pre, load_masks, workers, progress)
+    if cache == "disk":
+        _save(decoded, folder)
+    return decoded
+
+
+def _decode_records(records, pre, load_masks, workers, progress) -> DecodedImages:
+    n, s = len(records), pre.image_size
+    images = np.zeros((n, s, s, 3), dtype=np.uint8)
+    masks = np.zeros((n, s, s), dtype=np.uint8) if load_masks else None
+    has_mask = np.zeros(n, dtype=bool)
+    ok = np.ones(n, dtype=bool)
+    bad: list[tuple[str, str]] = []
+    mask_errors: list[str] = []
+    jobs = ((r, pre, load_masks) for r in records)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN_IMAGES else 0
+    pool = mp.get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    results = pool.imap(_decode, jobs, chunksize=32) if pool else map(_decode, jobs)
+    if progress and n >= PARALLEL_MIN_IMAGES:
+        from rich.progress import track
+
+        results = track(results, total=n, description=f"decoding {n} images at {s}px")
+    try:
+        for i, (img, mask, err, mask_err) in enumerate(results):
+            if mask_err:
+                mask_errors.append(mask_err)
+            elif err:
+                ok[i] = False
+                bad.append((records[i].path, err))
+            else:
+                images[i] = img
+                if mask is not None:
+                    masks[i], has_mask[i] = mask, True
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    if mask_errors:
+        shown = "\n  ".join(mask_errors[:5])
+        raise DataError(
+            f"{len(mask_errors)} mask(s) do not match their image's size:\n  {shown}\n"
+            "Fix or remove those masks, or train without masks (data.load_masks=false)."
+        )
+    return DecodedImages(images, masks, has_mask, ok, bad)
+
+
+def _save(d: DecodedImages, folder: str) -> None:
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        np.save(os.path.join(tmp, "images.npy"), d.images)
+        np.save(os.path.join(tmp, "ok.npy"), d.ok)
+        np.save(os.path.join(tmp, "has_mask.npy"), d.has_mask)
+        if d.masks is not None:
+            np.save(os.path.join(tmp, "masks.npy"), d.masks)
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump({"version": CACHE_VERSION, "bad": d.bad}, f)
+        os.replace(tmp, folder)
+    except OSError as e:
+        # Another job may have written the same cache first; theirs is identical, keep it.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.isfile(os.path.join(folder, "meta.json")):
+            log.warning("could not write decode cache %s: %s", folder, e)
+
+
+def _load(folder: str) -> DecodedImages:
+    with open(os.path.join(folder, "meta.json")) as f:
+        meta = json.load(f)
+    masks_path = os.path.join(folder, "masks.npy")
+    return DecodedImages(
+        images=np.load(os.path.join(folder, "images.npy"), mmap_mode="r"),
+        masks=np.load(masks_path, mmap_mode="r") if os.path.isfile(masks_path) else None,
+        has_mask=np.load(os.path.join(folder, "has_mask.npy")),
+        ok=np.load(os.path.join(folder, "ok.npy")),
+        bad=[tuple(b) for b in meta["bad"]],
+    )

@@ -1,0 +1,163 @@
+"""LightningDataModule: source → decode cache → splits → datasets and loaders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from medcls.data.cache import DecodedImages, decode_all
+from medcls.data.class_map import match_classes
+from medcls.data.dataset import CachedDataset
+from medcls.data.preprocess import Preprocess
+from medcls.data.records import DataError, Record
+from medcls.data.sources import load_source
+from medcls.data.splits import make_splits
+from medcls.data.transforms import create_transform
+
+log = logging.getLogger(__name__)
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """Everything a task needs from a dataset, built once in :meth:`setup`.
+
+    Args:
+        cfg: a ``conf/data`` config.
+        train_ops: albumentations steps for training (``conf/augmentation``'s ``train`` list).
+        eval_ops: steps for val/test/predict (normally none: the cache is already sized).
+        cache_dir: where the disk decode cache lives.
+    """
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        train_ops: Sequence | None = None,
+        eval_ops: Sequence | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg, self.cache_dir = cfg, cache_dir
+        self.train_transform = create_transform(train_ops)
+        self.eval_transform = create_transform(eval_ops)
+        self.preprocess = Preprocess.from_cfg(cfg)
+        self._built = False
+
+    # -- building -----------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self._built:
+            return
+        cfg = self.cfg
+        if cfg.on_bad_image not in ("skip", "error"):
+            raise DataError(f"data.on_bad_image={cfg.on_bad_image!r}: use skip or error")
+        src = load_source(cfg)
+        self.source_name, self.class_names, self.notes = src.name, src.class_names, src.notes
+        self.records: list[Record] = src.records
+        self.decoded: DecodedImages = decode_all(
+            src.name,
+            src.records,
+            self.preprocess,
+            load_masks=bool(cfg.load_masks),
+            cache=cfg.cache,
+            cache_dir=self.cache_dir,
+            workers=cfg.get("decode_workers"),
+        )
+        self.skipped = self.decoded.bad
+        if self.skipped and cfg.on_bad_image == "error":
+            shown = "\n  ".join(f"{p}: {why}" for p, why in self.skipped[:5])
+            raise DataError(
+                f"{len(self.skipped)} image(s) cannot be decoded:\n  {shown}\n"
+                "Replace or delete them, or set data.on_bad_image=skip to train without them."
+            )
+        for path, why in self.skipped:
+            log.warning("skipping unreadable image %s (%s)", path, why)
+        self.labels = np.array([r.label for r in self.records], dtype=np.int64)
+        kept = np.flatnonzero(self.decoded.ok)
+        parts = make_splits(
+            [self.records[i] for i in kept],
+            self.class_names,
+            fold=cfg.fold,
+            num_folds=cfg.num_folds,
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+            seed=cfg.split_seed,
+            use_official_split=cfg.use_official_split,
+        )
+        self.partitions = {k: kept[v] for k, v in parts.items()}
+        self.partitions["all"] = kept
+        self._built = True
+        log.info(
+            "%s: %d classes, train %d / val %d / test %d images, %d skipped",
+            src.name,
+            len(self.class_names),
+            *(len(self.partitions[k]) for k in ("train", "val", "test")),
+            len(self.skipped),
+        )
+
+    def remap_to(
+        self, model_classes: Sequence[str], class_map: Mapping[str, str] | None = None
+    ) -> None:
+        """Relabel to a checkpoint's class list (evaluation on a dataset with other names)."""
+        mapping = np.array(
+            match_classes(self.class_names, model_classes, class_map), dtype=np.int64
+        )
+        self.labels = mapping[self.labels]
+        self.class_names = list(model_classes)
+
+    # -- facts about the data -----------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """Training images per class, for class-weighted losses."""
+        return np.bincount(self.labels[self.partitions["train"]], minlength=self.num_classes)
+
+    def records_of(self, partition: str) -> list[Record]:
+        return [self.records[i] for i in self.partitions[partition]]
+
+    def mean_std(self, max_images: int = 2000) -> tuple[list[float], list[float]]:
+        """Per-channel mean/std (0..1 scale) of the training images, for ``normalize: dataset``."""
+        idx = self.partitions["train"]
+        if len(idx) > max_images:
+            idx = np.random.default_rng(0).choice(idx, max_images, replace=False)
+        x = np.asarray(self.decoded.images[np.sort(idx)], dtype=np.float64) / 255.0
+        return x.mean(axis=(0, 1, 2)).tolist(), x.std(axis=(0, 1, 2)).tolist()
+
+    # -- loaders ------------------------------------------------------------------------------
+    def dataset(self, partition: str, train: bool = False) -> CachedDataset:
+        d = self.decoded
+        return CachedDataset(
+            d.images,
+            self.labels,
+            self.partitions[partition],
+            transform=self.train_transform if train else self.eval_transform,
+            masks=d.masks,
+            has_mask=d.has_mask,
+        )
+
+    def _loader(self, partition: str, train: bool = False) -> DataLoader:
+        workers = int(self.cfg.num_workers)
+        return DataLoader(
+            self.dataset(partition, train),
+            batch_size=int(self.cfg.batch_size),
+            shuffle=train,
+            drop_last=train and len(self.partitions[partition]) > self.cfg.batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.cfg.get("test_partition", "test"))

@@ -1,0 +1,36 @@
+"""The one thing every data source hands on: a list of :class:`Record`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DataError(ValueError):
+    """Bad input found before training: the message names the file or value and the fix."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled image.
+
+    Attributes:
+        path: image file path, or a ``synthetic://`` address for generated images.
+        label: class index into the source's ``class_names``; ``-1`` when unlabelled.
+        group: group id (lesion_id, patient id); samples of one group never cross partitions.
+        mask: optional segmentation mask path (same geometry as the image).
+        split: official partition (``train``/``val``/``test``) when the source defines one.
+        source: name of the dataset the record came from.
+    """
+
+    path: str
+    label: int
+    group: str | None = None
+    mask: str | None = None
+    split: str | None = None
+    source: str = ""
+
+    @property
+    def image_id(self) -> str:
+        """File stem, as used in ISIC/HAM10000 CSVs and prediction files."""
+        name = self.path.rsplit("/", 1)[-1]
+        return name.rsplit(".", 1)[0] if "." in name else name

@@ -1,0 +1,33 @@
+"""Dataset readers: each turns one on-disk layout into :class:`~medcls.data.records.Record` s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from omegaconf import DictConfig
+
+from medcls.data.records import DataError
+from medcls.data.sources.base import SourceData
+from medcls.data.sources.covid_ct import load_covid_ct
+from medcls.data.sources.ham10000 import load_ham10000
+from medcls.data.sources.imagefolder import load_imagefolder
+from medcls.data.sources.isic_csv import load_isic_csv
+from medcls.data.sources.synthetic import load_synthetic
+
+SOURCES: dict[str, Callable[[DictConfig], SourceData]] = {
+    "synthetic": load_synthetic,
+    "imagefolder": load_imagefolder,
+    "ham10000": load_ham10000,
+    "isic_csv": load_isic_csv,
+    "covid_ct": load_covid_ct,
+}
+
+
+def load_source(cfg: DictConfig) -> SourceData:
+    """Read the dataset described by a ``conf/data`` config."""
+    if cfg.source not in SOURCES:
+        raise DataError(f"data.source={cfg.source!r} is unknown; choose one of {sorted(SOURCES)}.")
+    return SOURCES[cfg.source](cfg)
+
+
+__all__ = ["SOURCES", "SourceData", "load_source"]

@@ -1,0 +1,57 @@
+"""HAM10000: ``HAM10000_metadata.csv`` + ``images/<image_id>.jpg`` + optional ``masks/``.
+
+Several images show the same lesion, so every record carries ``lesion_id`` as its group.
+"""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig
+
+from medcls.data.records import DataError, Record
+from medcls.data.sources.base import (
+    SourceData,
+    check_files_exist,
+    check_no_empty_class,
+    require_dir,
+    require_file,
+    resolve_classes,
+)
+from medcls.data.sources.tables import read_csv_columns
+
+
+def load_ham10000(cfg: DictConfig) -> SourceData:
+    root = cfg.root
+    fix = "Set data.root to the HAM10000 folder (HAM10000_metadata.csv, images/, optional masks/)."
+    if root is None:
+        raise DataError(f"data.root is not set. {fix}")
+    require_dir(root, "HAM10000 root (data.root)", fix)
+    csv_path = require_file(os.path.join(root, cfg.metadata_csv), "HAM10000 metadata CSV", fix)
+    images_dir = require_dir(os.path.join(root, cfg.images_dir), "HAM10000 images folder", fix)
+    cols = read_csv_columns(csv_path, [cfg.image_column, cfg.label_column, cfg.group_column])
+    labels = [str(v) for v in cols[cfg.label_column]]
+    classes = resolve_classes(labels, cfg.get("classes"), csv_path)
+    masks_dir = os.path.join(root, cfg.masks_dir) if cfg.get("masks_dir") else None
+    if masks_dir and not os.path.isdir(masks_dir):
+        masks_dir = None
+    records = []
+    for image_id, label, lesion in zip(
+        cols[cfg.image_column], labels, cols[cfg.group_column], strict=True
+    ):
+        mask = None
+        if masks_dir:
+            candidate = os.path.join(masks_dir, f"{image_id}{cfg.mask_suffix}")
+            mask = candidate if os.path.isfile(candidate) else None
+        records.append(
+            Record(
+                path=os.path.join(images_dir, f"{image_id}{cfg.image_ext}"),
+                label=classes.index(label),
+                group=str(lesion),
+                mask=mask,
+                source=cfg.name,
+            )
+        )
+    check_files_exist((r.path for r in records), csv_path)
+    check_no_empty_class(classes, records, csv_path)
+    return SourceData(cfg.name, classes, records)

@@ -1,0 +1,24 @@
+"""Small CSV helpers shared by the CSV-driven sources."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from medcls.data.records import DataError
+
+
+def read_csv_columns(path: str, required: list[str]) -> pd.DataFrame:
+    """Read ``path`` as strings; stop naming the file and the column if one is missing."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(
+            f"cannot read CSV {path}: {e}. Check that it is a comma-separated text file."
+        ) from e
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path} has no column(s) {missing} (it has {list(df.columns)}). "
+            "Fix the CSV header, or set the matching data.*_column option."
+        )
+    return df

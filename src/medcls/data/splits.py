@@ -1,0 +1,128 @@
+"""Train/val/test partitions: stratified by label, grouped by group id, seeded.
+
+The test partition is carved first and does not depend on the fold, so every fold model of a
+cross-validation is tested on the same images. An official split (``Record.split``) is used as
+given; partitions it lacks are carved from its training part.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from medcls.data.records import DataError, Record
+
+log = logging.getLogger(__name__)
+PARTITIONS = ("train", "val", "test")
+
+
+def group_ids(records: Sequence[Record]) -> np.ndarray:
+    """Group id per record; a record without one is its own group."""
+    return np.array(
+        [r.group if r.group is not None else f"__rec{i}" for i, r in enumerate(records)]
+    )
+
+
+def _kfold(idx: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int, seed: int):
+    n_groups = len(set(groups[idx]))
+    if n_groups < k:
+        raise DataError(
+            f"cannot make {k} grouped folds from {n_groups} group(s); lower data.num_folds "
+            "or the validation/test fraction."
+        )
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # "least populated class has only n members": checked below
+        warnings.simplefilter("ignore", UserWarning)
+        return [(idx[a], idx[b]) for a, b in cv.split(idx, labels[idx], groups[idx])]
+
+
+def _carve(idx, labels, groups, fraction: float, seed: int):
+    """Hold out about ``fraction`` of ``idx`` (whole groups, stratified)."""
+    k = max(2, round(1.0 / fraction))
+    return _kfold(idx, labels, groups, k, seed)[0]
+
+
+def make_splits(
+    records: Sequence[Record],
+    class_names: Sequence[str],
+    *,
+    fold: int | None = None,
+    num_folds: int = 5,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 42,
+    use_official_split: bool = True,
+) -> dict[str, np.ndarray]:
+    """Indices into ``records`` for ``train``, ``val`` and ``test``.
+
+    Args:
+        fold: ``None`` for a holdout validation split, else the validation fold of ``num_folds``.
+        test_fraction: share held out for test when the source has no official test set
+            (0 disables the test partition).
+    """
+    labels = np.array([r.label for r in records])
+    groups = group_ids(records)
+    splits = np.array([r.split for r in records], dtype=object)
+    official = use_official_split and any(s is not None for s in splits)
+    all_idx = np.arange(len(records))
+    if fold is not None and not 0 <= fold < num_folds:
+        raise DataError(
+            f"data.fold={fold} is outside 0..{num_folds - 1} (data.num_folds={num_folds})."
+        )
+
+    if official and (splits == "test").any():
+        test = all_idx[splits == "test"]
+        pool = all_idx[splits != "test"]
+    elif test_fraction > 0:
+        pool = all_idx[splits != "test"] if official else all_idx
+        pool, test = _carve(pool, labels, groups, test_fraction, seed)
+    else:
+        pool, test = all_idx, all_idx[:0]
+
+    if fold is not None:
+        train, val = _kfold(pool, labels, groups, num_folds, seed)[fold]
+    elif official and (splits[pool] == "val").any():
+        val, train = pool[splits[pool] == "val"], pool[splits[pool] != "val"]
+    else:
+        train, val = _carve(pool, labels, groups, val_fraction, seed)
+
+    out = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    check_partitions(out, labels, groups, class_names, official=official)
+    return out
+
+
+def check_partitions(parts, labels, groups, class_names, official: bool = False) -> None:
+    """Every class in every non-empty partition; no group in two partitions.
+
+    An official split is taken as published: groups crossing it are reported, not refused.
+    """
+    for name, idx in parts.items():
+        if name != "train" and idx.size == 0:
+            continue
+        present = set(labels[idx].tolist())
+        missing = [c for i, c in enumerate(class_names) if i not in present]
+        if missing:
+            raise DataError(
+                f"class(es) {missing} have no images in the {name} partition "
+                f"({idx.size} images). Use fewer folds (data.num_folds), a larger "
+                "data.val_fraction / data.test_fraction, or add images of those classes."
+            )
+    seen: dict[str, str] = {}
+    crossing = []
+    for name, idx in parts.items():
+        for g in set(groups[idx].tolist()):
+            if g in seen and seen[g] != name:
+                crossing.append(f"{g} ({seen[g]}/{name})")
+            seen[g] = name
+    if crossing and not official:
+        raise DataError(f"group(s) in two partitions: {crossing[:5]}; this is a medcls bug.")
+    if crossing:
+        log.warning(
+            "official split puts %d group(s) in two partitions, e.g. %s",
+            len(crossing),
+            crossing[:3],
+        )

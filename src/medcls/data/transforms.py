@@ -1,0 +1,44 @@
+"""Albumentations pipelines built from ``conf/augmentation`` lists of ``{OpName: kwargs}``.
+
+Any albumentations transform can be named in a config; augmentation runs on the cached uint8
+arrays, and normalisation happens later, on the batch, inside the task.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # never phone home on import
+
+import albumentations as A  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from medcls.data.records import DataError  # noqa: E402
+
+
+def create_transform(ops: Sequence[Any] | None) -> A.Compose | None:
+    """Build ``A.Compose`` from ``[{"HorizontalFlip": {"p": 0.5}}, ...]``; ``None`` if empty.
+
+    Masks given as ``mask=`` follow the geometric ops, so mask supervision stays aligned.
+    """
+    if not ops:
+        return None
+    if isinstance(ops, DictConfig) or not isinstance(ops, list):
+        ops = OmegaConf.to_container(ops, resolve=True) if not isinstance(ops, list) else ops
+    built = []
+    for op in ops:
+        if isinstance(op, DictConfig):
+            op = OmegaConf.to_container(op, resolve=True)
+        if not isinstance(op, dict) or len(op) != 1:
+            raise DataError(f"augmentation entry {op!r}: write each step as {{OpName: {{kwargs}}}}")
+        ((name, kwargs),) = op.items()
+        cls = getattr(A, name, None)
+        if cls is None:
+            raise DataError(f"augmentation {name!r} is not an albumentations transform (A.{name}).")
+        try:
+            built.append(cls(**(kwargs or {})))
+        except (TypeError, ValueError) as e:
+            raise DataError(f"augmentation {name}({kwargs}): {e}") from e
+    return A.Compose(built)

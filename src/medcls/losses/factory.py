@@ -1,0 +1,22 @@
+"""``create_loss``: a ``conf/loss`` config + training class counts → loss module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from medcls.losses.class_weights import class_weights
+from medcls.losses.focal import FocalLoss
+
+
+def create_loss(cfg: Any, class_counts: Sequence[int]) -> nn.Module:
+    """``cfg.name``: ``ce`` or ``focal``; ``class_weights``: null, inverse, inverse_sqrt or a list."""
+    weights = class_weights(class_counts, cfg.class_weights) if cfg.get("class_weights") else None
+    smoothing = float(cfg.get("label_smoothing", 0.0))
+    if cfg.name == "ce":
+        return nn.CrossEntropyLoss(weight=weights, label_smoothing=smoothing)
+    if cfg.name == "focal":
+        return FocalLoss(gamma=float(cfg.gamma), weight=weights, label_smoothing=smoothing)
+    raise ValueError(f"loss.name={cfg.name!r}: use ce or focal")

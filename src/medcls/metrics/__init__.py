@@ -1,0 +1,5 @@
+"""Metric collections for classification."""
+
+from medcls.metrics.classification import ClassificationMetrics
+
+__all__ = ["ClassificationMetrics"]

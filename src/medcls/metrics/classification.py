@@ -1,0 +1,96 @@
+"""The full classification metric set, computed with torchmetrics and flattened to floats."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+
+def metric_safe(name: str) -> str:
+    """A class name usable in an MLflow metric key."""
+    return re.sub(r"[^0-9A-Za-z_.\-]", "_", name)
+
+
+class ClassificationMetrics(nn.Module):
+    """Accuracy, balanced accuracy, macro/weighted P/R/F1, per-class metrics, top-k, AUROC.
+
+    For two classes it adds sensitivity, specificity and AUROC of ``positive_class``.
+    ``update`` takes probabilities ``(B, K)`` and targets ``(B,)``; ``compute`` returns a flat
+    ``{name: float}``.
+    """
+
+    def __init__(self, class_names: Sequence[str], positive_class: int = 1) -> None:
+        super().__init__()
+        k = len(class_names)
+        self.class_names, self.positive = list(class_names), positive_class
+        metrics: dict[str, nn.Module] = {
+            "accuracy": MulticlassAccuracy(k, average="micro"),
+            "balanced_accuracy": MulticlassRecall(k, average="macro"),
+            "precision_macro": MulticlassPrecision(k, average="macro"),
+            "recall_macro": MulticlassRecall(k, average="macro"),
+            "f1_macro": MulticlassF1Score(k, average="macro"),
+            "precision_weighted": MulticlassPrecision(k, average="weighted"),
+            "recall_weighted": MulticlassRecall(k, average="weighted"),
+            "f1_weighted": MulticlassF1Score(k, average="weighted"),
+            "precision": MulticlassPrecision(k, average=None),
+            "recall": MulticlassRecall(k, average=None),
+            "f1": MulticlassF1Score(k, average=None),
+            "auroc": MulticlassAUROC(k, average=None),
+        }
+        for top in (2, 3):
+            if top < k:
+                metrics[f"top{top}_accuracy"] = MulticlassAccuracy(k, top_k=top, average="micro")
+        self.collection = MetricCollection(metrics, compute_groups=False)
+        self.confmat = MulticlassConfusionMatrix(k)
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        probs = probs.float()
+        self.collection.update(probs, target)
+        self.confmat.update(probs, target)
+
+    def reset(self) -> None:
+        self.collection.reset()
+        self.confmat.reset()
+
+    def confusion_matrix(self) -> torch.Tensor:
+        """``(K, K)`` counts, rows = true class."""
+        return self.confmat.compute()
+
+    def compute(self) -> dict[str, float]:
+        raw = self.collection.compute()
+        cm = self.confmat.compute().double()
+        out: dict[str, float] = {}
+        for name, value in raw.items():
+            if value.ndim == 0:
+                out[name] = float(value)
+        auroc = raw["auroc"].double()
+        present = cm.sum(dim=1) > 0  # AUROC of a class absent from the data is undefined
+        out["auroc_macro"] = float(auroc[present].mean()) if present.any() else float("nan")
+        total = cm.sum()
+        tp = cm.diag()
+        tn = total - cm.sum(0) - cm.sum(1) + tp
+        ovr_accuracy = (tp + tn) / total.clamp(min=1)  # one-vs-rest accuracy of each class
+        for i, c in enumerate(self.class_names):
+            c = metric_safe(c)
+            out[f"accuracy_{c}"] = float(ovr_accuracy[i])
+            for name in ("precision", "recall", "f1"):
+                out[f"{name}_{c}"] = float(raw[name][i])
+            out[f"auroc_{c}"] = float(auroc[i])
+        if len(self.class_names) == 2:
+            pos, neg = self.positive, 1 - self.positive
+            out["sensitivity"] = float(raw["recall"][pos])
+            out["specificity"] = float(raw["recall"][neg])
+            out["auroc_positive"] = float(auroc[pos])
+        return out

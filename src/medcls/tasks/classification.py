@@ -1,0 +1,155 @@
+"""The generic classification task: serves every single-output model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from medcls.metrics import ClassificationMetrics
+
+
+class ClassificationTask(pl.LightningModule):
+    """Train/evaluate ``model`` on uint8 image batches.
+
+    Batches arrive as uint8 ``(B, 3, S, S)``; normalisation (``mean``/``std`` on the 0..1 scale)
+    happens here, on the device, so loaders move 4× fewer bytes.
+
+    Args:
+        model: ``(B, 3, S, S)`` float → ``(B, K)`` logits; a ``backbone`` attribute enables
+            ``freeze_backbone_epochs``.
+        loss: ``(logits, target) → scalar``; ``None`` for evaluation-only use.
+        optimizer / scheduler: factories (``functools.partial``) taking params / optimizer.
+        meta: plain-python facts saved in every checkpoint (model config, classes,
+            preprocessing, MLflow run id) so evaluation can rebuild everything.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        loss: nn.Module | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        freeze_backbone_epochs: int = 0,
+        channels_last: bool = False,
+        positive_class: int = 1,
+        meta: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.class_names = list(class_names)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.freeze_backbone_epochs = int(freeze_backbone_epochs)
+        self.channels_last = channels_last
+        self.meta = dict(meta or {})
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255
+        )
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        k = len(self.class_names)
+        self.train_accuracy = MulticlassAccuracy(k, average="micro")
+        self.val_metrics = ClassificationMetrics(self.class_names, positive_class)
+        self.test_metrics = ClassificationMetrics(self.class_names, positive_class)
+        self._frozen = False
+        self.test_results: dict[str, float] = {}
+        self.test_outputs: dict[str, np.ndarray] = {}
+        self._test_buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    # -- forward ------------------------------------------------------------------------------
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, S, S)`` → logits ``(B, K)``."""
+        return self.model(self.normalize(images))
+
+    # -- two-stage fine-tuning ----------------------------------------------------------------
+    def _set_frozen(self, frozen: bool) -> None:
+        backbone = getattr(self.model, "backbone", None)
+        if backbone is None or frozen == self._frozen:
+            return
+        for p in backbone.parameters():
+            p.requires_grad_(not frozen)
+        self._frozen = frozen
+        backbone.train(self.training and not frozen)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self._frozen:  # frozen BatchNorm keeps its pretrained statistics
+            self.model.backbone.eval()
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        self._set_frozen(self.current_epoch < self.freeze_backbone_epochs)
+
+    # -- steps --------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"]).float()
+        loss = self.loss(logits, batch["label"])
+        self.train_accuracy(logits, batch["label"])
+        self.log("loss", loss, prog_bar=True, logger=False)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.log("train/accuracy", self.train_accuracy, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["image"]).float()
+        if self.loss is not None:
+            self.log("val/loss", self.loss(logits, batch["label"]), on_epoch=True, prog_bar=False)
+        self.val_metrics.update(F.softmax(logits, dim=1), batch["label"])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log_dict({f"val/{k}": v for k, v in values.items()})
+        self.log("val/bacc", values["balanced_accuracy"], prog_bar=True, logger=False)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_buffer = []
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        probs = F.softmax(self(batch["image"]).float(), dim=1)
+        self.test_metrics.update(probs, batch["label"])
+        self._test_buffer.append((probs.cpu(), batch["label"].cpu(), batch["index"].cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self.test_metrics.compute()
+        cm = self.test_metrics.confusion_matrix().cpu().numpy()
+        self.test_metrics.reset()
+        self.log_dict({f"test/{k}": v for k, v in self.test_results.items()})
+        probs, labels, index = (torch.cat(t).numpy() for t in zip(*self._test_buffer, strict=True))
+        self.test_outputs = {"probs": probs, "labels": labels, "index": index, "confusion": cm}
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        return {
+            "probs": F.softmax(self(batch["image"]).float(), dim=1).cpu(),
+            "index": batch["index"].cpu(),
+        }
+
+    # -- optimisation and checkpoints -----------------------------------------------------------
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(params=[p for p in self.parameters()])
+        if self.scheduler_factory is None:
+            return opt
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer=opt),
+                "interval": "epoch",
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["medcls"] = self.meta

@@ -1,0 +1,1 @@
+"""MLflow: parameters, tags and artifacts of a run; files written for it."""

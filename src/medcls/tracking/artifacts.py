@@ -1,0 +1,111 @@
+"""Files written at the end of a run (and logged to MLflow): predictions, per-class metrics,
+confusion matrix, skipped images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from medcls.data.records import Record
+from medcls.metrics.classification import metric_safe
+
+
+def write_predictions(
+    path: str,
+    records: Sequence[Record],
+    probs: np.ndarray,
+    labels: np.ndarray | None,
+    class_names: Sequence[str],
+) -> str:
+    """One row per image: path, image id, group, true and predicted class, p(class) columns."""
+    pred = probs.argmax(axis=1)
+    df = pd.DataFrame(
+        {
+            "path": [r.path for r in records],
+            "image_id": [r.image_id for r in records],
+            "group": [r.group for r in records],
+        }
+    )
+    if labels is not None:
+        df["label"] = [class_names[i] for i in labels]
+    df["prediction"] = [class_names[i] for i in pred]
+    for i, c in enumerate(class_names):
+        df[f"p_{c}"] = probs[:, i]
+    df.to_csv(path, index=False, float_format="%.6f")
+    return path
+
+
+def write_per_class(
+    path: str, metrics: Mapping[str, float], class_names: Sequence[str], counts: Sequence[int]
+) -> str:
+    rows = []
+    for c, n in zip(class_names, counts, strict=True):
+        s = metric_safe(c)
+        rows.append(
+            {
+                "class": c,
+                "support": int(n),
+                **{
+                    m: metrics.get(f"{m}_{s}")
+                    for m in ("accuracy", "precision", "recall", "f1", "auroc")
+                },
+            }
+        )
+    pd.DataFrame(rows).to_csv(path, index=False, float_format="%.4f")
+    return path
+
+
+def plot_confusion_matrix(
+    path: str, cm: np.ndarray, class_names: Sequence[str], title: str = ""
+) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * k, 1.0 + 0.6 * k), dpi=120)
+    rownorm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(rownorm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j,
+                i,
+                str(int(cm[i, j])),
+                ha="center",
+                va="center",
+                color="white" if rownorm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix (colour: row-normalised)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_skipped(path: str, skipped: Sequence[tuple[str, str]]) -> str | None:
+    if not skipped:
+        return None
+    pd.DataFrame(skipped, columns=["path", "reason"]).to_csv(path, index=False)
+    return path
+
+
+def write_isic_csv(
+    path: str, records: Sequence[Record], labels: np.ndarray, class_names: Sequence[str]
+) -> str:
+    """The records as an ISIC-format ground truth (``image,<CLASS>...`` one-hot, upper-case)."""
+    onehot = np.eye(len(class_names), dtype=np.float64)[labels]
+    df = pd.DataFrame(onehot, columns=[c.upper() for c in class_names])
+    df.insert(0, "image", [r.image_id for r in records])
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    df.to_csv(path, index=False, float_format="%.1f")
+    return path

@@ -1,0 +1,71 @@
+"""Helpers around Lightning's MLFlowLogger: params once, tags, artifacts, where the run is."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, MLFlowLogger
+
+log = logging.getLogger(__name__)
+
+
+def find_mlflow(loggers: Iterable[Logger]) -> MLFlowLogger | None:
+    return next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": "1"}``; lists stay one value."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)
+    return out
+
+
+def config_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config (without Hydra's own node), flattened for MLflow params."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    container.pop("hydra", None)
+    return flatten(container)
+
+
+def git_commit(path: str = ".") -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def set_tags(logger: MLFlowLogger, tags: Mapping[str, Any]) -> None:
+    for k, v in tags.items():
+        logger.experiment.set_tag(logger.run_id, k, str(v)[:5000])
+
+
+def log_artifacts(
+    logger: MLFlowLogger, paths: Iterable[str], artifact_path: str | None = None
+) -> None:
+    for p in paths:
+        if p and os.path.exists(p):
+            if os.path.isdir(p):
+                logger.experiment.log_artifacts(logger.run_id, p, artifact_path)
+            else:
+                logger.experiment.log_artifact(logger.run_id, p, artifact_path)
+
+
+def run_location(logger: MLFlowLogger) -> str:
+    uri = logger._tracking_uri or "(default)"
+    return (
+        f"MLflow run {logger.run_id} (experiment '{logger._experiment_name}') in {uri}\n"
+        f"  view it: mlflow ui --backend-store-uri {uri}"
+    )

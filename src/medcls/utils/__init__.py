@@ -1,0 +1,1 @@
+"""Console output, hardware probing and other glue shared by the entry points."""

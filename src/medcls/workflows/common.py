@@ -1,0 +1,110 @@
+"""Pieces the training and evaluation workflows share."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, MLFlowLogger
+
+from medcls.data.datamodule import ClassificationDataModule
+from medcls.data.records import DataError
+from medcls.tracking.artifacts import (
+    plot_confusion_matrix,
+    write_per_class,
+    write_predictions,
+    write_skipped,
+)
+from medcls.tracking.mlflow_run import find_mlflow, log_artifacts
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> ClassificationDataModule:
+    aug = cfg.get("augmentation") or {}
+    return ClassificationDataModule(
+        cfg.data,
+        train_ops=aug.get("train"),
+        eval_ops=aug.get("eval"),
+        cache_dir=cfg.paths.cache_dir,
+    )
+
+
+def build_loggers(cfg: DictConfig, run_id: str | None = None) -> list[Logger]:
+    loggers = []
+    for name, lg_cfg in (cfg.get("logger") or {}).items():
+        if lg_cfg is None or "_target_" not in lg_cfg:
+            continue
+        extra = {"run_id": run_id} if run_id and "MLFlowLogger" in lg_cfg._target_ else {}
+        loggers.append(instantiate(lg_cfg, **extra))
+        log.debug("logger %s", name)
+    return loggers
+
+
+def positive_index(class_names: Sequence[str], positive: str | None) -> int:
+    if positive is None:
+        return 1 if len(class_names) == 2 else 0
+    if positive not in class_names:
+        raise DataError(
+            f"data.positive_class={positive!r} is not one of the classes {list(class_names)}."
+        )
+    return list(class_names).index(positive)
+
+
+def newest_last_checkpoint(log_dir: str) -> str:
+    found = glob.glob(os.path.join(log_dir, "**", "checkpoints", "last.ckpt"), recursive=True)
+    found += glob.glob(os.path.join("multirun", "**", "checkpoints", "last.ckpt"), recursive=True)
+    if not found:
+        raise DataError(
+            f"ckpt_path=last: no last.ckpt under {log_dir} or multirun/. Give the path explicitly."
+        )
+    return max(found, key=os.path.getmtime)
+
+
+def write_test_artifacts(
+    out_dir: str,
+    dm: ClassificationDataModule,
+    outputs: dict[str, np.ndarray],
+    metrics: dict[str, float],
+    class_names: Sequence[str],
+    title: str,
+) -> list[str]:
+    """Predictions CSV, per-class CSV, confusion-matrix PNG and skipped list, in ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    records = [dm.records[i] for i in outputs["index"]]
+    counts = np.bincount(outputs["labels"], minlength=len(class_names))
+    paths = [
+        write_predictions(
+            os.path.join(out_dir, "test_predictions.csv"),
+            records,
+            outputs["probs"],
+            outputs["labels"],
+            class_names,
+        ),
+        write_per_class(
+            os.path.join(out_dir, "per_class_metrics.csv"), metrics, class_names, counts
+        ),
+        plot_confusion_matrix(
+            os.path.join(out_dir, "confusion_matrix.png"), outputs["confusion"], class_names, title
+        ),
+        write_skipped(os.path.join(out_dir, "skipped_images.csv"), dm.skipped),
+    ]
+    return [p for p in paths if p]
+
+
+def log_run_files(
+    loggers: Sequence[Logger], paths: Sequence[str], artifact_path: str | None = None
+) -> MLFlowLogger | None:
+    mlf = find_mlflow(loggers)
+    if mlf is not None:
+        log_artifacts(mlf, paths, artifact_path)
+    return mlf
+
+
+def resolved(cfg: DictConfig, key: str) -> dict:
+    return OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) is not None else {}

@@ -1,0 +1,91 @@
+"""Evaluation: a checkpoint on any configured dataset, with class names matched by name."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from medcls.tasks.checkpoint import load_task
+from medcls.tracking.mlflow_run import (
+    config_params,
+    find_mlflow,
+    git_commit,
+    run_location,
+    set_tags,
+)
+from medcls.utils.console import console, print_config_tree, print_metrics_table
+from medcls.utils.hardware import resolve_channels_last, resolve_precision
+from medcls.workflows.common import (
+    build_datamodule,
+    build_loggers,
+    log_run_files,
+    write_test_artifacts,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run_eval(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path`` on ``cfg.split`` of ``cfg.data``; return ``test/*`` metrics."""
+    if cfg.get("print_config"):
+        print_config_tree(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    task, meta = load_task(cfg.ckpt_path, channels_last=resolve_channels_last("auto", precision))
+    with open_dict(cfg):
+        # Images must look as they did in training: size, crops and colour mode come from the
+        # checkpoint, whatever the data config says.
+        for key, value in meta["preprocess"].items():
+            cfg.data[key] = value
+        cfg.data.test_partition = cfg.split
+    dm = build_datamodule(cfg)
+    dm.setup()
+    dm.remap_to(
+        meta["class_names"],
+        OmegaConf.to_container(cfg.class_map, resolve=True) if cfg.get("class_map") else None,
+    )
+
+    loggers = build_loggers(cfg)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, precision=precision, logger=loggers or False, callbacks=[]
+    )
+    mlf = find_mlflow(loggers)
+    if mlf is not None:
+        mlf.log_hyperparams(config_params(cfg))
+        set_tags(
+            mlf,
+            {
+                "git_commit": git_commit(os.path.dirname(__file__)),
+                "checkpoint": os.path.abspath(cfg.ckpt_path),
+                "trained_run_id": meta.get("mlflow_run_id", ""),
+                "dataset": dm.source_name,
+                **(cfg.get("tags") or {}),
+            },
+        )
+    trainer.test(task, datamodule=dm, verbose=False)
+    metrics = {f"test/{k}": v for k, v in task.test_results.items()}
+    out_dir = cfg.paths.output_dir
+    files = write_test_artifacts(
+        out_dir,
+        dm,
+        task.test_outputs,
+        task.test_results,
+        meta["class_names"],
+        f"{cfg.run_name} · {cfg.split}",
+    )
+    log_run_files(loggers, files)
+    print_metrics_table(
+        metrics,
+        f"{os.path.basename(cfg.ckpt_path)} on {dm.source_name} ({cfg.split}, {len(dm.partitions[cfg.split])} images)",
+        {
+            "skipped images": str(len(dm.skipped)),
+            "predictions": os.path.join(out_dir, "test_predictions.csv"),
+        },
+    )
+    if mlf is not None:
+        console.print(run_location(mlf))
+    return metrics

@@ -1,0 +1,60 @@
+"""Prediction: a checkpoint on a folder or an image → CSV of per-class probabilities."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from medcls.data.cache import decode_all
+from medcls.data.dataset import CachedDataset
+from medcls.data.io import IMAGE_EXTENSIONS
+from medcls.data.preprocess import Preprocess
+from medcls.data.records import DataError, Record
+from medcls.tasks.checkpoint import load_task
+from medcls.tracking.artifacts import write_predictions, write_skipped
+from medcls.utils.console import console
+
+
+def list_inputs(path: str) -> list[str]:
+    """One image file, or every image under a folder (recursively, sorted)."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise DataError(f"input={path} does not exist: give an image file or a folder of images.")
+    found = sorted(
+        os.path.join(d, n)
+        for d, _, names in os.walk(path)
+        for n in names
+        if n.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not found:
+        raise DataError(f"input={path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    return found
+
+
+@torch.no_grad()
+def run_predict(cfg: DictConfig) -> str:
+    """Write ``cfg.output`` and return its path."""
+    task, meta = load_task(cfg.ckpt_path)
+    records = [Record(p, -1, source="input") for p in list_inputs(cfg.input)]
+    decoded = decode_all("predict", records, Preprocess(**meta["preprocess"]), cache="memory")
+    if decoded.bad and cfg.on_bad_image == "error":
+        raise DataError(f"cannot decode {decoded.bad[0][0]}: {decoded.bad[0][1]}")
+    keep = np.flatnonzero(decoded.ok)
+    ds = CachedDataset(decoded.images, np.full(len(records), -1), keep)
+    loader = torch.utils.data.DataLoader(ds, batch_size=int(cfg.batch_size))
+    probs = [torch.softmax(task(batch["image"]).float(), dim=1).numpy() for batch in loader]
+    probs = np.concatenate(probs) if probs else np.zeros((0, len(meta["class_names"])))
+    out = os.path.abspath(cfg.output)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    write_predictions(out, [records[i] for i in keep], probs, None, meta["class_names"])
+    console.print(f"wrote {len(keep)} predictions to {out}")
+    if decoded.bad:
+        skipped = write_skipped(os.path.splitext(out)[0] + ".skipped.csv", decoded.bad)
+        console.print(
+            f"[yellow]skipped {len(decoded.bad)} unreadable image(s)[/], listed in {skipped}"
+        )
+    return out
