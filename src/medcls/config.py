@@ -10,6 +10,8 @@ from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
+from omegaconf import OmegaConf
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
@@ -30,6 +32,10 @@ def _config_dir() -> str:
 
 
 CONFIG_DIR = _config_dir()
+
+# `${medcls.cwd:}`: where the command was started (not $PWD, which a parent process may set).
+if not OmegaConf.has_resolver("medcls.cwd"):
+    OmegaConf.register_new_resolver("medcls.cwd", os.getcwd)
 
 
 def run_guarded(fn: Callable[..., Any], *args: Any) -> Any:

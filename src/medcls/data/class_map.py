@@ -34,7 +34,8 @@ def match_classes(
     if unmapped:
         raise DataError(
             f"dataset class(es) {unmapped} match none of the checkpoint's classes "
-            f"{list(model_classes)}. Map them explicitly, e.g. class_map.{unmapped[0]}=<model class>, "
+            f"{list(model_classes)}. Map them explicitly, "
+            f"e.g. class_map.{unmapped[0]}=<model class>, "
             "or leave those images out of the evaluation data."
         )
     return out

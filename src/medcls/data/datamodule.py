@@ -17,6 +17,7 @@ from medcls.data.dataset import CachedDataset
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
 from medcls.data.sources import load_source
+from medcls.data.sources.base import check_no_empty_class
 from medcls.data.splits import make_splits
 from medcls.data.transforms import create_transform
 
@@ -77,16 +78,25 @@ class ClassificationDataModule(pl.LightningDataModule):
             log.warning("skipping unreadable image %s (%s)", path, why)
         self.labels = np.array([r.label for r in self.records], dtype=np.int64)
         kept = np.flatnonzero(self.decoded.ok)
-        parts = make_splits(
-            [self.records[i] for i in kept],
-            self.class_names,
-            fold=cfg.fold,
-            num_folds=cfg.num_folds,
-            val_fraction=cfg.val_fraction,
-            test_fraction=cfg.test_fraction,
-            seed=cfg.split_seed,
-            use_official_split=cfg.use_official_split,
-        )
+        if self.skipped:
+            check_no_empty_class(
+                self.class_names,
+                [self.records[i] for i in kept],
+                f"{src.name} once {len(self.skipped)} unreadable image(s) are skipped",
+            )
+        if cfg.get("test_partition") == "all":  # evaluating every image: nothing to split
+            parts = {k: np.arange(0) for k in ("train", "val", "test")}
+        else:
+            parts = make_splits(
+                [self.records[i] for i in kept],
+                self.class_names,
+                fold=cfg.fold,
+                num_folds=cfg.num_folds,
+                val_fraction=cfg.val_fraction,
+                test_fraction=cfg.test_fraction,
+                seed=cfg.split_seed,
+                use_official_split=cfg.use_official_split,
+            )
         self.partitions = {k: kept[v] for k, v in parts.items()}
         self.partitions["all"] = kept
         self._built = True

@@ -32,7 +32,8 @@ class CachedDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         j = int(self.indices[i])
         img = np.asarray(self.images[j])
-        mask = np.asarray(self.masks[j]) if self.masks is not None else None
+        # a copy: the disk cache is a read-only memory map, and tensors must be writable
+        mask = np.array(self.masks[j]) if self.masks is not None else None
         if self.transform is not None:
             out = (
                 self.transform(image=img, mask=mask)

@@ -8,6 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from medcls.data.records import DataError
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -35,11 +37,11 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.resize_mode not in ("center_crop", "stretch", "pad"):
-            raise ValueError(
+            raise DataError(
                 f"data.resize_mode={self.resize_mode!r}: use center_crop, stretch or pad"
             )
         if not 0.0 < self.center_crop_fraction <= 1.0:
-            raise ValueError(
+            raise DataError(
                 f"data.center_crop_fraction={self.center_crop_fraction}: must be in (0, 1]"
             )
 
@@ -76,7 +78,7 @@ def _resize(arr: np.ndarray, size: int, mode: str, interpolation: int) -> np.nda
     h, w = arr.shape[:2]
     if mode == "stretch":
         return cv2.resize(arr, (size, size), interpolation=interpolation)
-    if mode == "pad":  # longer side → size, pad the rest with zeros (keeps the whole field of view)
+    if mode == "pad":  # longer side → size, pad the rest with zeros (keeps the whole view)
         scale = size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         small = cv2.resize(arr, (nw, nh), interpolation=interpolation)

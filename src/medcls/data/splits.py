@@ -37,7 +37,14 @@ def _kfold(idx: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int, seed
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # "least populated class has only n members": checked below
         warnings.simplefilter("ignore", UserWarning)
-        return [(idx[a], idx[b]) for a, b in cv.split(idx, labels[idx], groups[idx])]
+        try:
+            return [(idx[a], idx[b]) for a, b in cv.split(idx, labels[idx], groups[idx])]
+        except ValueError as e:  # e.g. every class has fewer than k images
+            raise DataError(
+                f"cannot split {idx.size} images into {k} stratified folds ({e}). Use fewer "
+                "folds (data.num_folds), a larger data.val_fraction / data.test_fraction, "
+                "or add images."
+            ) from e
 
 
 def _carve(idx, labels, groups, fraction: float, seed: int):
@@ -69,17 +76,29 @@ def make_splits(
     splits = np.array([r.split for r in records], dtype=object)
     official = use_official_split and any(s is not None for s in splits)
     all_idx = np.arange(len(records))
+    if fold is not None and num_folds < 2:
+        raise DataError(f"data.num_folds={num_folds}: cross-validation needs 2 or more folds.")
     if fold is not None and not 0 <= fold < num_folds:
         raise DataError(
             f"data.fold={fold} is outside 0..{num_folds - 1} (data.num_folds={num_folds})."
         )
+    if not 0 <= test_fraction < 1:
+        raise DataError(
+            f"data.test_fraction={test_fraction}: use a share in [0, 1), e.g. 0.2 (0: no test)."
+        )
+    if fold is None and not 0 < val_fraction < 1:
+        raise DataError(f"data.val_fraction={val_fraction}: use a share in (0, 1), e.g. 0.2.")
 
     if official and (splits == "test").any():
         test = all_idx[splits == "test"]
         pool = all_idx[splits != "test"]
     elif test_fraction > 0:
-        pool = all_idx[splits != "test"] if official else all_idx
-        pool, test = _carve(pool, labels, groups, test_fraction, seed)
+        # An official validation set stays whole: the test part is carved from the rest.
+        official_val = all_idx[splits == "val"] if official else all_idx[:0]
+        rest, test = _carve(
+            np.setdiff1d(all_idx, official_val), labels, groups, test_fraction, seed
+        )
+        pool = np.union1d(rest, official_val)
     else:
         pool, test = all_idx, all_idx[:0]
 

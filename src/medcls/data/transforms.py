@@ -7,13 +7,14 @@ arrays, and normalisation happens later, on the batch, inside the task.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # never phone home on import
 
 import albumentations as A  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, ListConfig, OmegaConf  # noqa: E402
 
 from medcls.data.records import DataError  # noqa: E402
 
@@ -25,8 +26,13 @@ def create_transform(ops: Sequence[Any] | None) -> A.Compose | None:
     """
     if not ops:
         return None
-    if isinstance(ops, DictConfig) or not isinstance(ops, list):
-        ops = OmegaConf.to_container(ops, resolve=True) if not isinstance(ops, list) else ops
+    if isinstance(ops, DictConfig | ListConfig):
+        ops = OmegaConf.to_container(ops, resolve=True)
+    if not isinstance(ops, list | tuple):
+        raise DataError(
+            f"augmentation steps {ops!r}: give a list, "
+            "and write each step as {OpName: {kwargs}}"
+        )
     built = []
     for op in ops:
         if isinstance(op, DictConfig):
@@ -38,7 +44,11 @@ def create_transform(ops: Sequence[Any] | None) -> A.Compose | None:
         if cls is None:
             raise DataError(f"augmentation {name!r} is not an albumentations transform (A.{name}).")
         try:
-            built.append(cls(**(kwargs or {})))
-        except (TypeError, ValueError) as e:
-            raise DataError(f"augmentation {name}({kwargs}): {e}") from e
+            with warnings.catch_warnings():  # albumentations only warns about unknown arguments
+                warnings.filterwarnings("error", message=r".*not valid for transform")
+                built.append(cls(**(kwargs or {})))
+        except (TypeError, ValueError, UserWarning) as e:
+            raise DataError(
+                f"augmentation {name}({kwargs}): {e}. Check the arguments of A.{name}."
+            ) from e
     return A.Compose(built)

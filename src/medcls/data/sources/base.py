@@ -56,7 +56,8 @@ def check_files_exist(paths: Iterable[str], listed_in: str) -> None:
 def resolve_classes(
     found: Sequence[str], configured: Sequence[str] | None, where: str
 ) -> list[str]:
-    """Class order: the configured list when given (every found label must be in it), else sorted."""
+    """Class order: the configured list when given (every found label must be in it), else
+    sorted."""
     if not configured:
         return sorted(set(found))
     configured = [str(c) for c in configured]

@@ -29,11 +29,14 @@ def load_covid_ct(cfg: DictConfig) -> SourceData:
             "data.root is not set: give the COVID-CT folder (CT_COVID/, CT_NonCOVID/, Data-split/)."
         )
     folders = list_class_folders(root, "COVID-CT root (data.root)")
+    if cfg.get("split_dir"):
+        folders.pop(os.path.normpath(cfg.split_dir), None)  # Data-split/ holds lists, not a class
     class_folders = [str(c) for c in (cfg.get("classes") or sorted(folders))]
     for c in class_folders:
         if c not in folders:
             raise DataError(
-                f"class folder {os.path.join(root, c)} not found; data.classes={class_folders}."
+                f"class folder {os.path.join(root, c)} not found; data.classes={class_folders}. "
+                f"Name only folders that exist in data.root ({sorted(folders)})."
             )
     split_dir = os.path.join(root, cfg.split_dir) if cfg.get("split_dir") else None
     use_lists = bool(cfg.use_official_split and split_dir and os.path.isdir(split_dir))

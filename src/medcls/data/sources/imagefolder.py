@@ -22,10 +22,15 @@ def list_class_folders(root: str, what: str) -> dict[str, list[str]]:
     require_dir(
         root, what, "Point it at a folder with one sub-folder per class (e.g. RG/ and NRG/)."
     )
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    classes = sorted(
+        d
+        for d in os.listdir(root)
+        if os.path.isdir(os.path.join(root, d)) and not d.startswith(".")  # .ipynb_checkpoints
+    )
     if not classes:
         raise DataError(
-            f"{what} {os.path.abspath(root)} has no class sub-folders (expected root/<class>/*.jpg)."
+            f"{what} {os.path.abspath(root)} has no class sub-folders "
+            "(expected root/<class>/*.jpg)."
         )
     out: dict[str, list[str]] = {}
     for c in classes:
@@ -46,7 +51,8 @@ def folder_records(
     if unknown:
         raise DataError(
             f"{what} {os.path.abspath(root)} has class folder(s) {unknown} that are not in "
-            f"the classes {classes}. Add them to data.classes or map them with data.class_map."
+            f"the classes {classes} of data.root. Add those classes to data.root "
+            "(and data.classes), or move those folders out."
         )
     return [
         Record(
@@ -62,11 +68,12 @@ def folder_records(
 
 
 def load_imagefolder(cfg: DictConfig) -> SourceData:
-    """Read ``cfg.root`` (and optional ``cfg.val_root`` / ``cfg.test_root`` with the same layout)."""
+    """Read ``cfg.root`` (and optional ``cfg.val_root`` / ``cfg.test_root``, same layout)."""
     root = cfg.root
     if root is None:
         raise DataError(
-            "data.root is not set: give the folder with one sub-folder per class, e.g. data.root=/data/glaucoma"
+            "data.root is not set: give the folder with one sub-folder per class, "
+            "e.g. data.root=/data/glaucoma"
         )
     folders = list_class_folders(root, "data.root")
     classes = resolve_classes(list(folders), cfg.get("classes"), root)

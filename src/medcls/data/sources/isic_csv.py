@@ -87,7 +87,8 @@ def load_isic_csv(cfg: DictConfig) -> SourceData:
             name = cols[y]
             if name not in classes:
                 raise DataError(
-                    f"{csv_path}: image {p} has label {name!r}, not in classes {classes}."
+                    f"{csv_path}: image {p} has label {name!r}, not in data.classes={classes}. "
+                    "Add it to data.classes, or remove that row."
                 )
             image_id = os.path.splitext(os.path.basename(p))[0]
             out.append(

@@ -1,0 +1,315 @@
+"""Bad input stops early with a DataError that names the file or value and says how to fix it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from medcls.data.cache import decode_all
+from medcls.data.datamodule import ClassificationDataModule
+from medcls.data.preprocess import Preprocess
+from medcls.data.records import DataError
+from medcls.data.sources import load_source
+
+
+def datamodule(cfg, tmp_path, **kw) -> ClassificationDataModule:
+    dm = ClassificationDataModule(cfg, cache_dir=str(tmp_path / "cache"), **kw)
+    dm.setup()
+    return dm
+
+
+# -- missing folders and files -----------------------------------------------------------------
+@pytest.mark.parametrize("config", ["imagefolder", "ham10000", "covid_ct"])
+def test_missing_root_names_the_folder(data_cfg, tmp_path, config) -> None:
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(DataError, match=r"data\.root\)? not found: .*no/such does not exist\. \w"):
+        load_source(data_cfg(config, root=str(missing)))
+
+
+@pytest.mark.parametrize("config", ["imagefolder", "ham10000", "covid_ct"])
+def test_unset_root_says_what_to_set(data_cfg, config) -> None:
+    with pytest.raises(DataError, match=r"data\.root is not set"):
+        load_source(data_cfg(config, root=None))
+
+
+def test_root_without_class_folders(data_cfg, tmp_path, image_file) -> None:
+    image_file(tmp_path / "loose.jpg")
+    with pytest.raises(DataError, match=r"has no class sub-folders \(expected root/<class>/"):
+        load_source(data_cfg("imagefolder", root=str(tmp_path)))
+
+
+def test_isic_missing_csv_and_images_folder(data_cfg, tmp_path, image_file) -> None:
+    cfg = data_cfg("isic_csv", root=str(tmp_path), csv="gt.csv", images_dir="imgs")
+    with pytest.raises(
+        DataError, match=r"ISIC ground-truth CSV \(data\.csv\) not found: .*gt\.csv"
+    ):
+        load_source(cfg)
+    (tmp_path / "gt.csv").write_text("image,MEL,NV\nA,1,0\n")
+    with pytest.raises(
+        DataError, match=r"ISIC images folder \(data\.images_dir\) not found: .*imgs"
+    ):
+        load_source(cfg)
+
+
+# -- CSV problems ------------------------------------------------------------------------------
+def write_ham(root, rows, image_file, header="lesion_id,image_id,dx", with_images=True):
+    lines = [header] + [",".join(r) for r in rows]
+    os.makedirs(root / "images", exist_ok=True)
+    (root / "HAM10000_metadata.csv").write_text("\n".join(lines) + "\n")
+    if with_images:
+        for r in rows:
+            image_file(root / "images" / f"{r[1]}.jpg")
+
+
+HAM = [("L1", "I1", "nv"), ("L2", "I2", "mel"), ("L3", "I3", "nv"), ("L4", "I4", "bkl")]
+
+
+def test_missing_csv_column_names_file_column_and_option(data_cfg, tmp_path, image_file) -> None:
+    write_ham(tmp_path, HAM, image_file, header="lesion_id,image_id,diagnosis")
+    with pytest.raises(DataError) as e:
+        load_source(data_cfg("ham10000", root=str(tmp_path)))
+    msg = str(e.value)
+    assert "HAM10000_metadata.csv has no column(s) ['dx']" in msg
+    assert "'diagnosis'" in msg and "data.*_column" in msg
+    # the fix it names works
+    assert (
+        len(load_source(data_cfg("ham10000", root=str(tmp_path), label_column="diagnosis")).records)
+        == 4
+    )
+
+
+def test_isic_csv_with_text_in_class_columns(data_cfg, tmp_path, image_file) -> None:
+    image_file(tmp_path / "imgs" / "A.jpg")
+    (tmp_path / "gt.csv").write_text("image,MEL,NV\nA,yes,no\n")
+    cfg = data_cfg("isic_csv", root=str(tmp_path), csv="gt.csv", images_dir="imgs")
+    with pytest.raises(
+        DataError, match=r"gt\.csv: class columns \['MEL', 'NV'\] must hold numbers"
+    ):
+        load_source(cfg)
+
+
+def test_unreadable_csv(data_cfg, tmp_path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "HAM10000_metadata.csv").write_bytes(b"\xff\xfe\x00\x81\x00binary\x00\xff")
+    with pytest.raises(DataError, match=r"cannot read CSV .*HAM10000_metadata\.csv"):
+        load_source(data_cfg("ham10000", root=str(tmp_path)))
+
+
+def test_image_listed_in_csv_but_absent(data_cfg, tmp_path, image_file) -> None:
+    write_ham(tmp_path, HAM, image_file)
+    os.remove(tmp_path / "images" / "I3.jpg")
+    with pytest.raises(DataError) as e:
+        load_source(data_cfg("ham10000", root=str(tmp_path)))
+    msg = str(e.value)
+    assert "1 image(s) listed in" in msg and "HAM10000_metadata.csv are missing" in msg
+    assert str(tmp_path / "images" / "I3.jpg") in msg
+    assert "Restore the files, or remove their rows" in msg
+
+
+def test_many_missing_images_are_counted_not_all_listed(data_cfg, tmp_path, image_file) -> None:
+    rows = [(f"L{i}", f"I{i}", "nv") for i in range(9)]
+    write_ham(tmp_path, rows, image_file, with_images=False)
+    with pytest.raises(DataError, match=r"(?s)9 image\(s\) listed .*I4\.jpg\n  … and 4 more"):
+        load_source(data_cfg("ham10000", root=str(tmp_path)))
+
+
+def test_isic_image_absent(data_cfg, tmp_path, image_file) -> None:
+    image_file(tmp_path / "imgs" / "A.jpg")
+    (tmp_path / "gt.csv").write_text("image,MEL,NV\nA,1,0\nB,0,1\n")
+    cfg = data_cfg("isic_csv", root=str(tmp_path), csv="gt.csv", images_dir="imgs")
+    with pytest.raises(DataError, match=r"listed in .*gt\.csv are missing:\n  .*imgs/B\.jpg"):
+        load_source(cfg)
+
+
+def test_image_in_split_list_but_absent(data_cfg, tmp_path, image_file) -> None:
+    image_file(tmp_path / "CT_COVID" / "a.png")
+    image_file(tmp_path / "CT_NonCOVID" / "b.png")
+    (tmp_path / "Data-split").mkdir()
+    (tmp_path / "Data-split" / "trainCT_COVID.txt").write_text("a.png\nghost.png\n")
+    (tmp_path / "Data-split" / "trainCT_NonCOVID.txt").write_text("b.png\n")
+    with pytest.raises(DataError) as e:
+        load_source(data_cfg("covid_ct", root=str(tmp_path)))
+    assert "trainCT_COVID.txt are missing" in str(e.value)
+    assert str(tmp_path / "CT_COVID" / "ghost.png") in str(e.value)
+
+
+# -- classes -----------------------------------------------------------------------------------
+def test_label_not_in_explicit_classes_imagefolder(data_cfg, folder_dataset) -> None:
+    with pytest.raises(DataError) as e:
+        load_source(data_cfg("imagefolder", root=str(folder_dataset), classes=["a", "b"]))
+    msg = str(e.value)
+    assert "label(s) ['c']" in msg and "data.classes=['a', 'b']" in msg
+    assert "Add them to data.classes" in msg
+
+
+def test_label_not_in_explicit_classes_ham(data_cfg, tmp_path, image_file) -> None:
+    write_ham(tmp_path, HAM, image_file)
+    with pytest.raises(DataError, match=r"label\(s\) \['bkl'\] found in .*HAM10000_metadata\.csv"):
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=["nv", "mel"]))
+
+
+def test_label_not_in_explicit_classes_isic(data_cfg, tmp_path, image_file) -> None:
+    image_file(tmp_path / "imgs" / "A.jpg")
+    image_file(tmp_path / "imgs" / "B.jpg")
+    (tmp_path / "gt.csv").write_text("image,MEL,NV\nA,1,0\nB,0,1\n")
+    cfg = data_cfg("isic_csv", root=str(tmp_path), csv="gt.csv", images_dir="imgs", classes=["MEL"])
+    with pytest.raises(
+        DataError, match=r"B\.jpg has label 'NV', not in data\.classes=\['MEL'\]\. Add"
+    ):
+        load_source(cfg)
+
+
+def test_class_in_val_root_but_not_train(data_cfg, image_folder, tmp_path) -> None:
+    image_folder(tmp_path / "train", {"a": 3, "b": 3})
+    image_folder(tmp_path / "val", {"a": 1, "zzz": 1})
+    cfg = data_cfg("imagefolder", root=str(tmp_path / "train"), val_root=str(tmp_path / "val"))
+    with pytest.raises(DataError) as e:
+        load_source(cfg)
+    msg = str(e.value)
+    assert f"data.val_root {tmp_path / 'val'} has class folder(s) ['zzz']" in msg
+    assert "not in the classes ['a', 'b'] of data.root" in msg and "move those folders" in msg
+
+
+def test_empty_class_folder(data_cfg, folder_dataset) -> None:
+    (folder_dataset / "d").mkdir()
+    with pytest.raises(DataError) as e:
+        load_source(data_cfg("imagefolder", root=str(folder_dataset)))
+    assert "class(es) ['d'] have no images in" in str(e.value)
+    assert str(folder_dataset) in str(e.value)
+
+
+def test_explicit_class_without_images(data_cfg, folder_dataset) -> None:
+    cfg = data_cfg("imagefolder", root=str(folder_dataset), classes=["a", "b", "c", "d"])
+    with pytest.raises(
+        DataError, match=r"\['d'\] have no images .*drop the class from data.classes"
+    ):
+        load_source(cfg)
+
+
+def test_explicit_class_without_images_ham(data_cfg, tmp_path, image_file) -> None:
+    write_ham(tmp_path, HAM, image_file)
+    cfg = data_cfg("ham10000", root=str(tmp_path), classes=["nv", "mel", "bkl", "df"])
+    with pytest.raises(DataError, match=r"\['df'\] have no images"):
+        load_source(cfg)
+
+
+def test_covid_class_folder_missing(data_cfg, tmp_path, image_file) -> None:
+    image_file(tmp_path / "CT_COVID" / "a.png")
+    with pytest.raises(DataError, match=r"class folder .*CT_NonCOVID not found.*\['CT_COVID'\]"):
+        load_source(data_cfg("covid_ct", root=str(tmp_path)))
+
+
+def test_class_missing_from_a_partition(data_cfg, image_folder, tmp_path) -> None:
+    image_folder(tmp_path / "train", {"a": 4, "b": 4})
+    image_folder(tmp_path / "val", {"a": 2})  # no b in the official validation set
+    cfg = data_cfg(
+        "imagefolder",
+        root=str(tmp_path / "train"),
+        val_root=str(tmp_path / "val"),
+        test_fraction=0.0,
+        cache="memory",
+        image_size=16,
+    )
+    with pytest.raises(DataError) as e:
+        datamodule(cfg, tmp_path)
+    msg = str(e.value)
+    assert "['b'] have no images in the val partition (2 images)" in msg
+    assert "data.num_folds" in msg
+
+
+# -- undecodable images and masks --------------------------------------------------------------
+@pytest.fixture
+def corrupt_dataset(folder_dataset):
+    bad = folder_dataset / "b" / "img002.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    return folder_dataset, str(bad)
+
+
+def test_corrupt_image_skipped(data_cfg, tmp_path, corrupt_dataset) -> None:
+    root, bad = corrupt_dataset
+    cfg = data_cfg("imagefolder", root=str(root), on_bad_image="skip", image_size=16)
+    dm = datamodule(cfg, tmp_path)
+    assert [p for p, _ in dm.skipped] == [bad]
+    assert "cannot decode image" in dm.skipped[0][1]
+    i = [r.path for r in dm.records].index(bad)
+    assert len(dm.records) == 18 and len(dm.partitions["all"]) == 17
+    for name in ("train", "val", "test", "all"):
+        assert i not in dm.partitions[name]
+    seen = [int(j) for batch in dm.train_dataloader() for j in batch["index"]]
+    seen += [int(j) for batch in dm.val_dataloader() for j in batch["index"]]
+    seen += [int(j) for batch in dm.test_dataloader() for j in batch["index"]]
+    assert sorted(seen) == dm.partitions["all"].tolist()  # every readable image, once
+    assert i not in seen
+
+
+def test_truncated_image_skipped(data_cfg, tmp_path, folder_dataset) -> None:
+    path = folder_dataset / "a" / "img001.jpg"
+    path.write_bytes(path.read_bytes()[:200])
+    cfg = data_cfg("imagefolder", root=str(folder_dataset), cache="memory", image_size=16)
+    dm = datamodule(cfg, tmp_path)
+    assert [p for p, _ in dm.skipped] == [str(path)]
+
+
+def test_corrupt_image_error(data_cfg, tmp_path, corrupt_dataset) -> None:
+    root, bad = corrupt_dataset
+    cfg = data_cfg("imagefolder", root=str(root), on_bad_image="error", image_size=16)
+    with pytest.raises(DataError) as e:
+        datamodule(cfg, tmp_path)
+    msg = str(e.value)
+    assert "1 image(s) cannot be decoded" in msg and bad in msg
+    assert "data.on_bad_image=skip" in msg
+
+
+def test_mask_size_mismatch_names_both_files(data_cfg, tmp_path, image_file) -> None:
+    write_ham(tmp_path, HAM, image_file)
+    os.makedirs(tmp_path / "masks")
+    for _, image_id, _ in HAM:
+        size = (20, 20) if image_id == "I2" else (40, 30)
+        image_file(tmp_path / "masks" / f"{image_id}_segmentation.png", size=size, mode="L")
+    cfg = data_cfg("ham10000", root=str(tmp_path), load_masks=True, image_size=16)
+    with pytest.raises(DataError) as e:
+        datamodule(cfg, tmp_path)
+    msg = str(e.value)
+    assert "1 mask(s) do not match" in msg
+    assert f"{tmp_path / 'masks' / 'I2_segmentation.png'} is 20x20" in msg
+    assert f"{tmp_path / 'images' / 'I2.jpg'} is 40x30" in msg
+    assert "data.load_masks=false" in msg
+    assert not (tmp_path / "cache").exists() or os.listdir(tmp_path / "cache") == []
+    # without masks the same data decodes
+    src = load_source(cfg)
+    out = decode_all("ham", src.records, Preprocess(image_size=16), cache="memory")
+    assert out.ok.all() and out.masks is None
+
+
+# -- bad option values -------------------------------------------------------------------------
+def test_unknown_augmentation_op(data_cfg, folder_dataset) -> None:
+    cfg = data_cfg("imagefolder", root=str(folder_dataset))
+    with pytest.raises(DataError, match=r"augmentation 'HorizontalFlop' is not an albumentations"):
+        ClassificationDataModule(cfg, train_ops=[{"HorizontalFlop": {"p": 0.5}}])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "pattern"),
+    [
+        ("on_bad_image", "ignore", r"data\.on_bad_image='ignore': use skip or error"),
+        ("cache", "ram", r"data\.cache='ram': use disk or memory"),
+        ("resize_mode", "crop", r"data\.resize_mode='crop': use center_crop, stretch or pad"),
+        ("center_crop_fraction", 1.5, r"data\.center_crop_fraction=1\.5: must be in \(0, 1\]"),
+    ],
+)
+def test_bad_option_values(data_cfg, tmp_path, folder_dataset, key, value, pattern) -> None:
+    cfg = data_cfg("imagefolder", root=str(folder_dataset), image_size=16, **{key: value})
+    with pytest.raises(DataError, match=pattern):
+        datamodule(cfg, tmp_path)
+
+
+def test_skipped_images_can_empty_a_class(data_cfg, tmp_path, image_folder) -> None:
+    files = image_folder(tmp_path / "imgs", {"a": 12, "b": 2})
+    for p in files["b"]:
+        with open(p, "wb") as f:
+            f.write(np.zeros(10, np.uint8).tobytes())
+    cfg = data_cfg("imagefolder", root=str(tmp_path / "imgs"), cache="memory", image_size=16)
+    with pytest.raises(DataError, match=r"\['b'\] have no images in imagefolder once 2 unread"):
+        datamodule(cfg, tmp_path)
