@@ -40,11 +40,12 @@ class ClassificationDataModule(pl.LightningDataModule):
         train_ops: Sequence | None = None,
         eval_ops: Sequence | None = None,
         cache_dir: str | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.cfg, self.cache_dir = cfg, cache_dir
-        self.train_transform = create_transform(train_ops)
-        self.eval_transform = create_transform(eval_ops)
+        self.train_transform = create_transform(train_ops, seed)
+        self.eval_transform = create_transform(eval_ops, seed)
         self.preprocess = Preprocess.from_cfg(cfg)
         self._built = False
 
@@ -160,6 +161,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             drop_last=train and len(self.partitions[partition]) > self.cfg.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
+            worker_init_fn=_reseed_transform if workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
         )
 
@@ -171,3 +173,16 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.cfg.get("test_partition", "test"))
+
+
+def _reseed_transform(worker_id: int) -> None:
+    """Give each loader worker its own, reproducible augmentation stream.
+
+    ``info.seed`` derives from the main process's torch seed, which ``seed_everything`` fixes;
+    without this every worker would replay the same albumentations sequence.
+    """
+    info = torch.utils.data.get_worker_info()
+    np.random.seed(info.seed % 2**32)
+    transform = getattr(info.dataset, "transform", None)
+    if transform is not None:
+        transform.set_random_seed(info.seed % 2**32)

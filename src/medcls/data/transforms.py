@@ -19,8 +19,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf  # noqa: E402
 from medcls.data.records import DataError  # noqa: E402
 
 
-def create_transform(ops: Sequence[Any] | None) -> A.Compose | None:
+def create_transform(ops: Sequence[Any] | None, seed: int | None = None) -> A.Compose | None:
     """Build ``A.Compose`` from ``[{"HorizontalFlip": {"p": 0.5}}, ...]``; ``None`` if empty.
+
+    albumentations 2 draws from its own generator, not numpy's or torch's, so ``seed`` is what
+    makes augmentation repeat run to run (loader workers reseed it, see the datamodule).
 
     Masks given as ``mask=`` follow the geometric ops, so mask supervision stays aligned.
     """
@@ -51,4 +54,4 @@ def create_transform(ops: Sequence[Any] | None) -> A.Compose | None:
             raise DataError(
                 f"augmentation {name}({kwargs}): {e}. Check the arguments of A.{name}."
             ) from e
-    return A.Compose(built)
+    return A.Compose(built, seed=seed)

@@ -48,6 +48,7 @@ def load_task(path: str, channels_last: bool = False) -> tuple[ClassificationTas
     weights_missing = [
         k for k in missing if not k.startswith(("train_accuracy", "val_metrics", "test_metrics"))
     ]
+    unexpected = [k for k in unexpected if not k.startswith("loss.")]  # e.g. class weights
     if weights_missing or unexpected:
         raise DataError(
             f"{path}: weights do not fit the model (missing {weights_missing[:5]}, unexpected {unexpected[:5]})."

@@ -32,6 +32,7 @@ def build_datamodule(cfg: DictConfig) -> ClassificationDataModule:
         train_ops=aug.get("train"),
         eval_ops=aug.get("eval"),
         cache_dir=cfg.paths.cache_dir,
+        seed=cfg.get("seed"),
     )
 
 

@@ -11,6 +11,7 @@ import timm.data
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
@@ -117,20 +118,22 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
 
     loggers = build_loggers(cfg, run_id=resume_run)
     callbacks_cfg = cfg.get("callbacks") or {}
-    if (
-        resume_path and "model_checkpoint" in callbacks_cfg
-    ):  # keep writing next to the resumed checkpoints
-        callbacks_cfg.model_checkpoint.dirpath = os.path.dirname(os.path.abspath(resume_path))
+    if resume_path:  # keep writing next to the resumed checkpoints
+        for c in callbacks_cfg.values():
+            if c is not None and str(c.get("_target_", "")).endswith(".ModelCheckpoint"):
+                c.dirpath = os.path.dirname(os.path.abspath(resume_path))
     callbacks = [
         instantiate(c) for c in callbacks_cfg.values() if c is not None and "_target_" in c
     ]
+    if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(
         cfg.trainer, precision=precision, logger=loggers or False, callbacks=callbacks
     )
 
     mlf = find_mlflow(loggers)
     if mlf is not None:
-        meta["mlflow_run_id"] = mlf.run_id
+        task.meta["mlflow_run_id"] = mlf.run_id  # the task keeps its own copy of meta
         if resume_run is None:
             mlf.log_hyperparams(config_params(cfg))
         overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
@@ -149,8 +152,10 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         config_path = os.path.join(out_dir, "resolved_config.yaml")
         os.makedirs(out_dir, exist_ok=True)
         OmegaConf.save(cfg, config_path, resolve=True)
-        hydra_dir = os.path.join(out_dir, ".hydra")
-        log_run_files(loggers, [config_path, hydra_dir if os.path.isdir(hydra_dir) else None])
+        log_run_files(loggers, [config_path])
+        hydra_dir = os.path.join(out_dir, ".hydra")  # Hydra's own record: config + overrides
+        if os.path.isdir(hydra_dir):
+            log_run_files(loggers, [hydra_dir], "hydra")
 
     for note in dm.notes:
         log.warning(note)

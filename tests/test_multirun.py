@@ -1,0 +1,57 @@
+"""A two-job Hydra multirun (``medcls-train -m``) lands two complete MLflow runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+
+def test_multirun_two_jobs_two_mlflow_runs(helpers, workdir: Path) -> None:
+    uri = helpers.sqlite_uri(workdir / "sweep.db")
+    proc = helpers.run_cli(
+        "medcls-train",
+        [
+            "-m",
+            "optimizer.lr=1e-3,3e-3",
+            *[o for o in helpers.train_overrides() if o != "logger=none"],
+            "trainer.max_epochs=1",
+            "++trainer.limit_train_batches=2",
+            f"logger.mlflow.tracking_uri={uri}",
+            "experiment_name=sweep",
+        ],
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    jobs = sorted(workdir.glob("multirun/*/*/[0-9]"))
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert (job / "checkpoints" / "best.ckpt").is_file()
+        assert (job / ".hydra" / "overrides.yaml").is_file()
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("sweep")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 2
+    assert sorted(float(r.data.params["optimizer.lr"]) for r in runs) == [1e-3, 3e-3]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        for key in ("val/balanced_accuracy", "test/balanced_accuracy", "test/auroc_macro"):
+            assert 0.0 <= run.data.metrics[key] <= 1.0, key
+        assert run.data.params["model.name"] == "test_efficientnet"
+        assert "optimizer.lr=" in run.data.tags["overrides"]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        expected = {
+            "resolved_config.yaml",
+            "confusion_matrix.png",
+            "test_predictions.csv",
+            "per_class_metrics.csv",
+            "test_set_isic.csv",
+            "hydra",
+        }
+        assert expected <= artifacts, artifacts
+        hydra_files = {a.path for a in client.list_artifacts(run.info.run_id, "hydra")}
+        assert "hydra/overrides.yaml" in hydra_files
+    assert runs[0].info.run_id != runs[1].info.run_id
+    assert len({r.data.params["optimizer.lr"] for r in runs}) == 2

@@ -1,0 +1,147 @@
+"""Short runs on the real datasets in ../shared/data (skipped when that folder is absent):
+HAM10000 with a lesion-grouped split, then its checkpoint evaluated on the ISIC-format CSV of
+its test partition (upper-case classes); glaucoma (EyePACS-AIROGS) train + eval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medcls.workflows.common import build_datamodule
+from medcls.workflows.evaluate import run_eval
+from medcls.workflows.train import run_train
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+HAM = DATA / "ham10000"
+GLAUCOMA = DATA / "glaucoma_airogs"
+HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.slow,
+    pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}"),
+]
+
+REAL = [
+    "model.name=resnet10t",
+    "data.image_size=32",
+    "data.batch_size=128",
+    "trainer.max_epochs=1",
+    "++trainer.limit_train_batches=4",
+]
+
+
+def _probs(df: pd.DataFrame, classes) -> np.ndarray:
+    return df[[f"p_{c}" for c in classes]].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def ham_run(tmp_path_factory, helpers, cache_dir) -> dict:
+    if not (HAM / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"HAM10000 not found at {HAM}")
+    work = tmp_path_factory.mktemp("ham")
+    with helpers.chdir(work):
+        cfg = helpers.compose_cfg(
+            helpers.train_overrides("data=ham10000", f"data.root={HAM}", *REAL, cache=cache_dir)
+        )
+        out = Path(cfg.paths.output_dir)
+        metrics = run_train(cfg)
+        dm = build_datamodule(cfg)  # the decode cache is warm: no JPEG is decoded again
+        dm.setup()
+    return {"work": work, "out": out, "metrics": metrics, "dm": dm}
+
+
+def test_ham10000_trains_and_tests(ham_run) -> None:
+    m = ham_run["metrics"]
+    assert 0.0 <= m["test/balanced_accuracy"] <= 1.0
+    assert 0.0 <= m["test/auroc_macro"] <= 1.0
+    assert (ham_run["out"] / "checkpoints" / "best.ckpt").is_file()
+    dm = ham_run["dm"]
+    assert dm.class_names == HAM_CLASSES
+    assert len(dm.records) == 10015 and not dm.skipped
+
+
+def test_ham10000_split_is_grouped_by_lesion(ham_run) -> None:
+    dm = ham_run["dm"]
+    groups = {k: {dm.records[i].group for i in dm.partitions[k]} for k in ("train", "val", "test")}
+    assert not groups["train"] & groups["val"]
+    assert not groups["train"] & groups["test"]
+    assert not groups["val"] & groups["test"]
+    for k in ("train", "val", "test"):  # stratified: every class in every partition
+        assert set(dm.labels[dm.partitions[k]]) == set(range(7)), k
+    n = len(dm.records)
+    assert 0.15 * n < len(dm.partitions["test"]) < 0.25 * n
+
+    preds = pd.read_csv(ham_run["out"] / "test_predictions.csv")
+    assert len(preds) == len(dm.partitions["test"])
+    assert preds["group"].str.startswith("HAM_").all()
+    assert not set(preds["group"]) & (groups["train"] | groups["val"])
+
+
+def test_ham10000_checkpoint_on_isic_csv(ham_run, helpers, cache_dir) -> None:
+    """medcls-eval on the run's test_set_isic.csv: AKIEC..VASC columns must meet the
+    checkpoint's akiec..vasc, and reproduce the training run's test predictions."""
+    isic = ham_run["out"] / "test_set_isic.csv"
+    header = isic.read_text().splitlines()[0]
+    assert header == "image," + ",".join(c.upper() for c in HAM_CLASSES)
+    work = ham_run["work"] / "eval"
+    work.mkdir()
+    proc = helpers.run_cli(
+        "medcls-eval",
+        [
+            f"ckpt_path={ham_run['out'] / 'checkpoints' / 'best.ckpt'}",
+            "data=isic_csv",
+            "data.root=/",
+            f"data.csv={isic}",
+            f"data.images_dir={HAM / 'images'}",
+            "split=all",
+            "logger=none",
+            "print_config=false",
+            "trainer.precision=32-true",
+            f"paths.cache_dir={cache_dir}",
+        ],
+        cwd=work,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (evaluated,) = work.glob("outputs/eval/runs/*/test_predictions.csv")
+    ours = pd.read_csv(evaluated).set_index("image_id").sort_index()
+    theirs = pd.read_csv(ham_run["out"] / "test_predictions.csv").set_index("image_id")
+    theirs = theirs.sort_index()
+    assert list(ours.index) == list(theirs.index)
+    assert (ours["label"] == theirs["label"]).all()  # same classes, whatever the case
+    np.testing.assert_allclose(_probs(ours, HAM_CLASSES), _probs(theirs, HAM_CLASSES), atol=1e-4)
+
+
+def test_glaucoma_train_and_eval(tmp_path, helpers, cache_dir, monkeypatch) -> None:
+    if not (GLAUCOMA / "RG").is_dir():
+        pytest.skip(f"glaucoma_airogs not found at {GLAUCOMA}")
+    monkeypatch.chdir(tmp_path)
+    cfg = helpers.compose_cfg(
+        helpers.train_overrides("data=glaucoma", f"data.root={GLAUCOMA}", *REAL, cache=cache_dir)
+    )
+    out = Path(cfg.paths.output_dir)
+    trained = run_train(cfg)
+    for key in ("test/sensitivity", "test/specificity", "test/auroc_positive"):
+        assert 0.0 <= trained[key] <= 1.0, key
+
+    cfg = helpers.compose_cfg(
+        [
+            f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}",
+            "data=glaucoma",
+            f"data.root={GLAUCOMA}",
+            "logger=none",
+            "print_config=false",
+            "trainer.precision=32-true",
+            f"paths.cache_dir={cache_dir}",
+        ],
+        config_name="eval",
+    )
+    evaluated = run_eval(cfg)
+    for key in ("test/balanced_accuracy", "test/sensitivity", "test/specificity"):
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
+    preds = pd.read_csv(Path(cfg.paths.output_dir) / "test_predictions.csv")
+    assert set(preds["label"]) == {"NRG", "RG"}
+    assert 80 <= len(preds) <= 140  # about 20 % of 540

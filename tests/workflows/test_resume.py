@@ -1,0 +1,75 @@
+"""Resume: a two-epoch run stopped after one epoch continues from last.ckpt, in the same MLflow
+run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from medcls.workflows.train import run_train
+
+
+@pytest.mark.parametrize("how", ["last", "explicit"])
+def test_resume_continues_the_same_mlflow_run(how, helpers, workdir, mlflow_uri) -> None:
+    experiment = f"resume-{how}"
+    common = helpers.train_overrides(
+        "++trainer.limit_train_batches=2",
+        "test=false",
+        *helpers.mlflow_overrides(mlflow_uri, experiment),
+    )
+    # "interrupted" after epoch 0 of a 2-epoch schedule (T_max as the full run would have it)
+    first = helpers.compose_cfg([*common, "trainer.max_epochs=1", "scheduler.T_max=2"])
+    first_dir = first.paths.output_dir  # ${hydra:...}: resolves against the newest compose
+    run_train(first)
+    ckpt_dir = Path(first_dir) / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    meta = torch.load(last, map_location="cpu", weights_only=True)
+    assert meta["epoch"] == 0
+    run_id = meta["medcls"]["mlflow_run_id"]
+
+    ckpt_path = "last" if how == "last" else str(last)
+    second = helpers.compose_cfg([*common, "trainer.max_epochs=2", f"ckpt_path={ckpt_path}"])
+    assert second.paths.output_dir != first_dir
+    run_train(second)
+
+    resumed = torch.load(last, map_location="cpu", weights_only=True)  # written in place
+    assert (resumed["epoch"], resumed["global_step"]) == (1, 4)
+    weights = "model.backbone.conv_stem.weight"
+    assert not torch.equal(resumed["state_dict"][weights], meta["state_dict"][weights])
+    assert resumed["medcls"]["mlflow_run_id"] == run_id
+    assert torch.load(ckpt_dir / "best.ckpt", map_location="cpu", weights_only=True)["medcls"]
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id]
+    history = client.get_metric_history(run_id, "val/balanced_accuracy")
+    assert len(history) == 2
+    assert len({m.step for m in history}) == 2
+    epochs = sorted(m.value for m in client.get_metric_history(run_id, "epoch"))
+    assert epochs[0] == 0 and epochs[-1] == 1
+    assert runs[0].data.params["trainer.max_epochs"] == "1"  # params of the original run
+
+
+def test_last_checkpoint_is_the_latest_epoch_even_without_a_new_best(helpers, workdir) -> None:
+    """best.ckpt keeps epoch 0 (the monitored value never improves again); last.ckpt must still
+    follow every epoch, or an interrupted run would resume from its best epoch."""
+    cfg = helpers.compose_cfg(
+        helpers.train_overrides(
+            "++trainer.limit_train_batches=1",
+            "trainer.max_epochs=3",
+            "test=false",
+            "callbacks.model_checkpoint.monitor=epoch",
+            "callbacks.model_checkpoint.mode=min",
+        )
+    )
+    ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
+    run_train(cfg)
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
+    best = torch.load(ckpt_dir / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["epoch"] == 0
+    assert (last["epoch"], last["global_step"]) == (2, 3)
