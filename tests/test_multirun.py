@@ -32,8 +32,14 @@ def test_multirun_two_jobs_two_mlflow_runs(helpers, workdir: Path) -> None:
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("sweep")
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 2
+    all_runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in all_runs if r.data.tags.get("medcls.role") == "sweep"]
+    runs = [r for r in all_runs if r not in parents]
+    assert len(parents) == 1 and len(runs) == 2  # one parent run per multirun, a child per job
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs)
+    assert sorted(r.data.tags["medcls.job_num"] for r in runs) == ["0", "1"]
     assert sorted(float(r.data.params["optimizer.lr"]) for r in runs) == [1e-3, 3e-3]
     for run in runs:
         assert run.info.status == "FINISHED"

@@ -42,14 +42,20 @@ def run_guarded(fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn``; bad input (``DataError``, missing files) ends a single run with a short
     message instead of a traceback. In a multirun the error propagates so the sweep can mark
     that job as failed and go on."""
-    from hydra.core.hydra_config import HydraConfig
-
     from medcls.data.records import DataError
+    from medcls.tracking.sweep import is_multirun
 
+    multirun = is_multirun()
     try:
         return fn(*args)
-    except (DataError, FileNotFoundError) as e:
-        if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+    except Exception as e:
+        if multirun:
+            from medcls.tracking.sweep import record_failed_job
+
+            if not getattr(e, "medcls_run_logged", False) and args:
+                record_failed_job(args[0], e)
+            raise
+        if not isinstance(e, DataError | FileNotFoundError):
             raise
         from medcls.utils.console import console
 

@@ -94,3 +94,12 @@ class ClassificationMetrics(nn.Module):
             out["specificity"] = float(raw["recall"][neg])
             out["auroc_positive"] = float(auroc[pos])
         return out
+
+
+def compute_metrics(
+    probs, labels, class_names: Sequence[str], positive_class: int = 1
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Full metric set and confusion matrix of ``probs (N, K)`` against ``labels (N,)``."""
+    m = ClassificationMetrics(class_names, positive_class)
+    m.update(torch.as_tensor(probs), torch.as_tensor(labels))
+    return m.compute(), m.confusion_matrix()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger, MLFlowLogger
 
 from medcls.data.datamodule import ClassificationDataModule
@@ -21,6 +21,7 @@ from medcls.tracking.artifacts import (
     write_skipped,
 )
 from medcls.tracking.mlflow_run import find_mlflow, log_artifacts
+from medcls.tracking.sweep import job_tags
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,34 @@ def build_datamodule(cfg: DictConfig) -> ClassificationDataModule:
     )
 
 
+def datamodule_for_checkpoint(cfg: DictConfig, meta: dict) -> ClassificationDataModule:
+    """``cfg.data`` seen as the checkpoint's model saw its training images, labelled with the
+    checkpoint's classes; ``cfg.split`` picks the partition to evaluate."""
+    with open_dict(cfg):
+        # Size, crops and colour mode come from the checkpoint, whatever the data config says.
+        for key, value in meta["preprocess"].items():
+            cfg.data[key] = value
+        cfg.data.test_partition = cfg.split
+    dm = build_datamodule(cfg)
+    dm.setup()
+    class_map = cfg.get("class_map")
+    dm.remap_to(meta["class_names"], OmegaConf.to_container(class_map) if class_map else None)
+    return dm
+
+
 def build_loggers(cfg: DictConfig, run_id: str | None = None) -> list[Logger]:
     loggers = []
     for name, lg_cfg in (cfg.get("logger") or {}).items():
         if lg_cfg is None or "_target_" not in lg_cfg:
             continue
-        extra = {"run_id": run_id} if run_id and "MLFlowLogger" in lg_cfg._target_ else {}
+        extra = {}
+        if "MLFlowLogger" in lg_cfg._target_:
+            # a resumed run keeps its tags; a sweep job becomes a child of the sweep's run
+            extra = (
+                {"run_id": run_id}
+                if run_id
+                else {"tags": {**job_tags(), **(lg_cfg.get("tags") or {})}}
+            )
         loggers.append(instantiate(lg_cfg, **extra))
         log.debug("logger %s", name)
     return loggers

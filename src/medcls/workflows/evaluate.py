@@ -7,7 +7,7 @@ import os
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from medcls.tasks.checkpoint import load_task
 from medcls.tracking.mlflow_run import (
@@ -20,8 +20,8 @@ from medcls.tracking.mlflow_run import (
 from medcls.utils.console import console, print_config_tree, print_metrics_table
 from medcls.utils.hardware import resolve_channels_last, resolve_precision
 from medcls.workflows.common import (
-    build_datamodule,
     build_loggers,
+    datamodule_for_checkpoint,
     log_run_files,
     write_test_artifacts,
 )
@@ -36,18 +36,7 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     task, meta = load_task(cfg.ckpt_path, channels_last=resolve_channels_last("auto", precision))
-    with open_dict(cfg):
-        # Images must look as they did in training: size, crops and colour mode come from the
-        # checkpoint, whatever the data config says.
-        for key, value in meta["preprocess"].items():
-            cfg.data[key] = value
-        cfg.data.test_partition = cfg.split
-    dm = build_datamodule(cfg)
-    dm.setup()
-    dm.remap_to(
-        meta["class_names"],
-        OmegaConf.to_container(cfg.class_map, resolve=True) if cfg.get("class_map") else None,
-    )
+    dm = datamodule_for_checkpoint(cfg, meta)
 
     loggers = build_loggers(cfg)
     trainer: pl.Trainer = instantiate(

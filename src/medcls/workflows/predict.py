@@ -14,6 +14,7 @@ from medcls.data.io import IMAGE_EXTENSIONS
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
 from medcls.tasks.checkpoint import load_task
+from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import write_predictions, write_skipped
 from medcls.utils.console import console
 
@@ -46,8 +47,7 @@ def run_predict(cfg: DictConfig) -> str:
     keep = np.flatnonzero(decoded.ok)
     ds = CachedDataset(decoded.images, np.full(len(records), -1), keep)
     loader = torch.utils.data.DataLoader(ds, batch_size=int(cfg.batch_size))
-    probs = [torch.softmax(task(batch["image"]).float(), dim=1).numpy() for batch in loader]
-    probs = np.concatenate(probs) if probs else np.zeros((0, len(meta["class_names"])))
+    probs = predict_probs([task], loader, tta=list(cfg.get("tta") or []))["probs"]
     out = os.path.abspath(cfg.output)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     write_predictions(out, [records[i] for i in keep], probs, None, meta["class_names"])

@@ -19,7 +19,8 @@ from medcls.losses import create_loss
 from medcls.models import Classifier, create_model
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import read_checkpoint
-from medcls.tracking.artifacts import write_isic_csv
+from medcls.tasks.inference import predict_probs
+from medcls.tracking.artifacts import write_isic_csv, write_predictions
 from medcls.tracking.mlflow_run import (
     config_params,
     find_mlflow,
@@ -27,6 +28,7 @@ from medcls.tracking.mlflow_run import (
     run_location,
     set_tags,
 )
+from medcls.tracking.sweep import mark_failed
 from medcls.utils.console import console, print_config_tree, print_metrics_table
 from medcls.utils.hardware import resolve_channels_last, resolve_precision
 from medcls.workflows.common import (
@@ -159,12 +161,41 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
 
     for note in dm.notes:
         log.warning(note)
+    try:
+        metrics = _fit_and_test(cfg, trainer, task, dm, loggers, resume_path)
+    except BaseException as e:
+        if mlf is not None:  # Lightning marks the run FAILED; say why
+            mark_failed(mlf.experiment, mlf.run_id, e)
+            e.medcls_run_logged = True  # the sweep need not record this job again
+        raise
+    extra = {
+        "images train/val/test": "/".join(
+            str(len(dm.partitions[k])) for k in ("train", "val", "test")
+        ),
+        "skipped images": str(len(dm.skipped)),
+        "precision": precision,
+        "minutes": f"{(time.time() - started) / 60:.1f}",
+    }
+    if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
+        extra["best checkpoint"] = trainer.checkpoint_callback.best_model_path
+        if mlf is not None:  # lets medcls-ensemble run_ids=[...] find the weights
+            set_tags(mlf, {"best_checkpoint": os.path.abspath(extra["best checkpoint"])})
+    print_metrics_table(metrics, f"{cfg.run_name}: test metrics", extra)
+    if mlf is not None:
+        console.print(run_location(mlf))
+    return metrics
+
+
+def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, loggers, resume_path):
+    """Fit, then test the best checkpoint; write predictions (test, and validation = the
+    out-of-fold predictions of a cross-validation fold) and log them."""
+    out_dir = cfg.paths.output_dir
     if cfg.get("train", True):
         trainer.fit(task, datamodule=dm, ckpt_path=resume_path)
-
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    if cfg.get("test", True) and len(dm.partitions["test"]):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0
+    if tested:  # test() restores the best checkpoint's weights into the task
         trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update({f"test/{k}": v for k, v in task.test_results.items()})
         files = write_test_artifacts(
@@ -185,17 +216,13 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         )
         log_run_files(loggers, files)
 
-    extra = {
-        "images train/val/test": "/".join(
-            str(len(dm.partitions[k])) for k in ("train", "val", "test")
-        ),
-        "skipped images": str(len(dm.skipped)),
-        "precision": precision,
-        "minutes": f"{(time.time() - started) / 60:.1f}",
-    }
-    if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
-        extra["best checkpoint"] = trainer.checkpoint_callback.best_model_path
-    print_metrics_table(metrics, f"{cfg.run_name}: test metrics", extra)
-    if mlf is not None:
-        console.print(run_location(mlf))
+    if cfg.get("train", True) and len(dm.partitions["val"]):
+        if best and not tested:
+            task.load_state_dict(read_checkpoint(best)["state_dict"], strict=False)
+        val = predict_probs([task], dm.val_dataloader())
+        path = os.path.join(out_dir, "val_predictions.csv")
+        write_predictions(
+            path, [dm.records[i] for i in val["index"]], val["probs"], val["labels"], dm.class_names
+        )
+        log_run_files(loggers, [path])
     return metrics

@@ -1,0 +1,49 @@
+"""``medcls-cv [k=5] [tta=[hflip,vflip]] <medcls-train overrides>``: K-fold CV, then the ensemble.
+
+Runs ``medcls-train -m ... data.fold=range(0,k)`` (one MLflow parent run, one child per fold;
+folds stratified and grouped by patient/lesion, the test partition held out from all of them),
+then ``medcls-ensemble`` on the sweep: the fold models' averaged softmax on the test partition,
+group-level metrics, and out-of-fold metrics over every sample.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+
+def split_args(argv: list[str]) -> tuple[int, list[str], list[str]]:
+    """(k, arguments for the ensemble, arguments for training)."""
+    k, ensemble, train = 5, [], []
+    for a in argv:
+        if a.startswith("k="):
+            k = int(a[2:])
+        elif a.startswith(("tta=", "+tta=")):
+            ensemble.append(a.lstrip("+"))
+        else:
+            train.append(a)
+    return k, ensemble, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    k, ensemble_args, train_args = split_args(sys.argv[1:] if argv is None else argv)
+    if k < 2:
+        print(f"medcls-cv: k={k}: cross-validation needs k >= 2", file=sys.stderr)
+        return 2
+    sweep_dir = f"multirun/cv/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    train = [
+        sys.executable, "-m", "medcls.train", "-m", *train_args,
+        f"data.num_folds={k}", f"data.fold=range(0,{k})", f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+    print("+", " ".join(train[1:]), flush=True)
+    if (rc := subprocess.call(train)) != 0:
+        print(f"medcls-cv: training folds failed (exit {rc}); see {sweep_dir}", file=sys.stderr)
+        return rc
+    ensemble = [sys.executable, "-m", "medcls.ensemble", f"sweep_dir={sweep_dir}", *ensemble_args]
+    print("+", " ".join(ensemble[1:]), flush=True)
+    return subprocess.call(ensemble)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Study tables from MLflow: one row per configuration, runs differing only in fold/seed pooled.
+
+Each cell is ``mean ± std`` over the configuration's runs; a 95% bootstrap interval of the chosen
+metric is computed on the pooled per-image test predictions. Tables can be turned (metrics as
+rows) to match a paper's layout. ``compare`` adds a paired test between two configurations on the
+same test images.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from medcls.data.records import DataError
+from medcls.studies.stats import METRICS, bootstrap_ci, mcnemar, paired_bootstrap
+
+
+def config_label(overrides: str, ignore: Sequence[str]) -> str:
+    """The overrides that define a configuration (fold, seed and the like removed)."""
+    keep = []
+    for item in overrides.split():
+        key = item.split("=", 1)[0].lstrip("+~")
+        if not any(fnmatch.fnmatch(key, pat) for pat in ignore):
+            keep.append(item)
+    return " ".join(keep)
+
+
+def fetch_runs(
+    client, experiment: str, parent: str | None = None, filter_string: str | None = None
+):
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise DataError(f"MLflow experiment {experiment!r} not found in {client.tracking_uri}.")
+    clauses = [
+        c for c in (filter_string, f"tags.mlflow.parentRunId = '{parent}'" if parent else None) if c
+    ]
+    runs = client.search_runs([exp.experiment_id], " and ".join(clauses), max_results=5000)
+    return [
+        r for r in runs if r.data.tags.get("medcls.role") != "sweep" and r.info.status == "FINISHED"
+    ]
+
+
+def runs_table(runs, metrics: Sequence[str], ignore: Sequence[str]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        tags = r.data.tags
+        label = config_label(tags.get("overrides", ""), ignore) or tags.get(
+            "mlflow.runName", r.info.run_id
+        )
+        if tags.get("medcls.role") == "ensemble":
+            label = f"ensemble ({len(tags.get('checkpoints', '').split())} models) {tags.get('tta', '')}".strip()
+        rows.append(
+            {
+                "config": label,
+                "run_id": r.info.run_id,
+                **{m: r.data.metrics.get(m, np.nan) for m in metrics},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def pooled_predictions(
+    client, run_ids: Sequence[str], artifact: str = "test_predictions.csv"
+) -> pd.DataFrame | None:
+    frames = []
+    for run_id in run_ids:
+        for name in (artifact, "ensemble_predictions.csv"):
+            try:
+                frames.append(
+                    pd.read_csv(client.download_artifacts(run_id, name)).assign(run_id=run_id)
+                )
+                break
+            except Exception:  # noqa: BLE001 - artifact absent in this run
+                continue
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _labels_and_preds(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    classes = [c[2:] for c in df.columns if c.startswith("p_")]
+    index = {c: i for i, c in enumerate(classes)}
+    return df["label"].map(index).to_numpy(), df[[f"p_{c}" for c in classes]].to_numpy().argmax(1)
+
+
+def summarize(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """``mean ± std`` (n runs) per configuration and metric."""
+    g = table.groupby("config", sort=False)
+    out = pd.DataFrame({"runs": g.size()})
+    for m in metrics:
+        mean, std = g[m].mean(), g[m].std(ddof=1).fillna(0.0)
+        out[m] = [
+            f"{a:.4f} ± {s:.4f}" if np.isfinite(a) else "—" for a, s in zip(mean, std, strict=True)
+        ]
+        out[f"{m} (mean)"] = mean
+    return out
+
+
+def add_bootstrap(
+    summary: pd.DataFrame, table: pd.DataFrame, client, metric: str, n_boot: int
+) -> pd.DataFrame:
+    cis = []
+    for config in summary.index:
+        df = pooled_predictions(client, table.loc[table.config == config, "run_id"].tolist())
+        if df is None or "label" not in df:
+            cis.append("—")
+            continue
+        y, p = _labels_and_preds(df)
+        _, lo, hi = bootstrap_ci(y, p, METRICS[metric], n_boot=n_boot)
+        cis.append(f"[{lo:.4f}, {hi:.4f}]")
+    summary[f"{metric} 95% CI (pooled test predictions)"] = cis
+    return summary
+
+
+def compare_configs(table: pd.DataFrame, client, a: str, b: str, metric: str, n_boot: int) -> dict:
+    """Paired comparison on the images both configurations predicted (fold models averaged)."""
+    preds = {}
+    for name in (a, b):
+        ids = table.loc[table.config == name, "run_id"].tolist()
+        if not ids:
+            raise DataError(
+                f"compare: no runs for configuration {name!r}; choose from {sorted(set(table.config))}"
+            )
+        df = pooled_predictions(client, ids)
+        pcols = [c for c in df.columns if c.startswith("p_")]
+        preds[name] = df.groupby("path").agg({**{c: "mean" for c in pcols}, "label": "first"})
+    common = preds[a].index.intersection(preds[b].index)
+    if common.empty:
+        raise DataError(f"compare: {a!r} and {b!r} share no test images.")
+    y_a, p_a = _labels_and_preds(preds[a].loc[common])
+    _, p_b = _labels_and_preds(preds[b].loc[common])
+    return {
+        "images": len(common),
+        "mcnemar": mcnemar(y_a, p_a, p_b),
+        "paired_bootstrap": paired_bootstrap(y_a, p_a, p_b, METRICS[metric], n_boot=n_boot),
+    }
+
+
+def write_outputs(
+    summary: pd.DataFrame, metrics: Sequence[str], layout: str, out_dir: str, title: str
+) -> list[str]:
+    """Markdown, CSV and a bar chart (mean ± std) of ``summary``."""
+    os.makedirs(out_dir, exist_ok=True)
+    shown = summary[["runs", *metrics, *[c for c in summary.columns if "CI" in c]]]
+    if layout == "metrics_as_rows":
+        shown = shown.T
+    md, csv, png = (os.path.join(out_dir, f"report.{ext}") for ext in ("md", "csv", "png"))
+    with open(md, "w") as f:
+        f.write(f"# {title}\n\n{markdown_table(shown)}\n")
+    shown.to_csv(csv)
+    _bar_chart(summary, metrics, png, title)
+    return [md, csv, png]
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    cols = [str(df.index.name or "")] + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for idx, row in df.iterrows():
+        lines.append("| " + " | ".join([str(idx), *map(str, row.tolist())]) + " |")
+    return "\n".join(lines)
+
+
+def _bar_chart(summary: pd.DataFrame, metrics: Sequence[str], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = summary[[f"{m} (mean)" for m in metrics]].to_numpy(dtype=float)
+    stds = np.array(
+        [
+            [float(str(v).split("±")[1]) if "±" in str(v) else 0.0 for v in summary[m]]
+            for m in metrics
+        ]
+    ).T
+    n_cfg, n_met = means.shape
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * n_cfg * n_met / 2), 4), dpi=120)
+    width = 0.8 / n_met
+    for j, m in enumerate(metrics):
+        ax.bar(
+            np.arange(n_cfg) + j * width, means[:, j], width, yerr=stds[:, j], label=m, capsize=3
+        )
+    ax.set_xticks(
+        np.arange(n_cfg) + 0.4 - width / 2,
+        [c[:40] for c in summary.index],
+        rotation=20,
+        ha="right",
+        fontsize=7,
+    )
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,101 @@
+"""Confidence intervals and paired tests on per-image predictions (numpy only, fast)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import stats
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true``. Shapes: ``(N,)`` int, ``(N,)`` int."""
+    classes = np.unique(y_true)
+    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in classes]))
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float((y_true == y_pred).mean())
+
+
+METRICS: dict[str, Metric] = {"balanced_accuracy": balanced_accuracy, "accuracy": accuracy}
+
+
+def _resample(n: int, groups: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap indices; with ``groups``, whole groups (patients, lesions) are drawn."""
+    if groups is None:
+        return rng.integers(0, n, n)
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+    drawn = rng.integers(0, len(uniq), len(uniq))
+    return np.concatenate([members[g] for g in drawn])
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    metric: Metric = balanced_accuracy,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """(point estimate, low, high) percentile bootstrap interval of ``metric``."""
+    rng = np.random.default_rng(seed)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    values = []
+    for _ in range(n_boot):
+        idx = _resample(len(y_true), groups, rng)
+        values.append(metric(y_true[idx], y_pred[idx]))
+    lo, hi = np.percentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return metric(y_true, y_pred), float(lo), float(hi)
+
+
+def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, float]:
+    """McNemar's test on paired predictions of the same images.
+
+    ``b``: images only A gets right; ``c``: only B. Exact binomial p-value when ``b + c < 25``,
+    else the chi-square with continuity correction.
+    """
+    a_ok, b_ok = np.asarray(pred_a) == y_true, np.asarray(pred_b) == y_true
+    b, c = int((a_ok & ~b_ok).sum()), int((~a_ok & b_ok).sum())
+    if b + c == 0:
+        return {"only_a_correct": b, "only_b_correct": c, "statistic": 0.0, "p_value": 1.0}
+    if b + c < 25:
+        p = stats.binomtest(b, b + c, 0.5).pvalue
+        stat = float(min(b, c))
+    else:
+        stat = (abs(b - c) - 1) ** 2 / (b + c)
+        p = stats.chi2.sf(stat, 1)
+    return {"only_a_correct": b, "only_b_correct": c, "statistic": float(stat), "p_value": float(p)}
+
+
+def paired_bootstrap(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    metric: Metric = balanced_accuracy,
+    n_boot: int = 2000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Difference ``metric(B) - metric(A)`` with a 95% interval and a two-sided p-value,
+    resampling the same images for both."""
+    rng = np.random.default_rng(seed)
+    y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
+    diffs = np.empty(n_boot)
+    for i in range(n_boot):
+        idx = _resample(len(y_true), groups, rng)
+        diffs[i] = metric(y_true[idx], pred_b[idx]) - metric(y_true[idx], pred_a[idx])
+    observed = metric(y_true, pred_b) - metric(y_true, pred_a)
+    # two-sided: how often the resampled difference falls on the other side of zero
+    p = 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {
+        "difference": float(observed),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "p_value": float(min(1.0, p)),
+    }

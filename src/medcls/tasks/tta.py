@@ -1,0 +1,28 @@
+"""Test-time augmentation views of uint8 image batches ``(B, 3, H, W)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+View = Callable[[torch.Tensor], torch.Tensor]
+
+VIEWS: dict[str, View] = {
+    "identity": lambda x: x,
+    "hflip": lambda x: x.flip(-1),
+    "vflip": lambda x: x.flip(-2),
+    "rot90": lambda x: torch.rot90(x, 1, dims=(-2, -1)),
+    "rot180": lambda x: torch.rot90(x, 2, dims=(-2, -1)),
+    "rot270": lambda x: torch.rot90(x, 3, dims=(-2, -1)),
+}
+
+
+def tta_views(names: Sequence[str]) -> list[View]:
+    """The original image plus one view per name (``hflip``, ``vflip``, ``rot90`` …)."""
+    unknown = [n for n in names if n not in VIEWS]
+    if unknown:
+        raise ValueError(
+            f"tta={list(names)}: unknown view(s) {unknown}; choose from {sorted(VIEWS)}"
+        )
+    return [VIEWS["identity"]] + [VIEWS[n] for n in names if n != "identity"]

@@ -1,0 +1,178 @@
+"""Ensemble evaluation: average the softmax of fold models (or any checkpoints), with TTA.
+
+Also computes group-level metrics (softmax averaged over a patient's / lesion's images) and, for
+a cross-validation sweep, the out-of-fold metrics over every sample's validation prediction.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from medcls.data.records import DataError
+from medcls.metrics.classification import compute_metrics
+from medcls.metrics.groups import group_mean
+from medcls.tasks.checkpoint import load_task
+from medcls.tasks.inference import predict_probs
+from medcls.tracking.artifacts import write_predictions
+from medcls.tracking.mlflow_run import config_params, find_mlflow, run_location, set_tags
+from medcls.tracking.sweep import parent_run_id
+from medcls.utils.console import console, print_metrics_table
+from medcls.workflows.common import (
+    build_loggers,
+    datamodule_for_checkpoint,
+    log_run_files,
+    write_test_artifacts,
+)
+
+
+def sweep_checkpoints(sweep_dir: str) -> list[str]:
+    """``<sweep_dir>/<job>/checkpoints/best.ckpt`` of every job, in job order."""
+    found = glob.glob(os.path.join(sweep_dir, "*", "checkpoints", "best.ckpt"))
+    if not found:
+        raise DataError(
+            f"sweep_dir={sweep_dir}: no <job>/checkpoints/best.ckpt found; did the sweep train?"
+        )
+
+    def job(path: str) -> tuple[int, str]:
+        name = os.path.basename(os.path.dirname(os.path.dirname(path)))
+        return (int(name), name) if name.isdigit() else (10**9, name)
+
+    return sorted(found, key=job)
+
+
+def resolve_checkpoints(cfg: DictConfig) -> list[str]:
+    paths = list(cfg.get("checkpoints") or [])
+    if cfg.get("sweep_dir"):
+        paths += sweep_checkpoints(cfg.sweep_dir)
+    for run_id in cfg.get("run_ids") or []:
+        import mlflow
+
+        run = mlflow.MlflowClient(cfg.logger.mlflow.tracking_uri).get_run(run_id)
+        ckpt = run.data.tags.get("best_checkpoint")
+        if not ckpt:
+            raise DataError(
+                f"MLflow run {run_id} has no best_checkpoint tag (was it a medcls-train run?)"
+            )
+        paths.append(ckpt)
+    if not paths:
+        raise DataError(
+            "nothing to ensemble: give checkpoints=[...], sweep_dir=... or run_ids=[...]"
+        )
+    return paths
+
+
+def oof_predictions(sweep_dir: str) -> pd.DataFrame | None:
+    """Every job's ``val_predictions.csv`` stacked (the out-of-fold predictions of a CV)."""
+    files = sorted(glob.glob(os.path.join(sweep_dir, "*", "val_predictions.csv")))
+    if not files:
+        return None
+    return pd.concat(
+        [pd.read_csv(f).assign(job=os.path.basename(os.path.dirname(f))) for f in files]
+    )
+
+
+def run_ensemble(cfg: DictConfig) -> dict[str, float]:
+    pl.seed_everything(cfg.seed, workers=True)
+    paths = resolve_checkpoints(cfg)
+    loaded = [load_task(p) for p in paths]
+    tasks, meta = [t for t, _ in loaded], loaded[0][1]
+    for p, (_, m) in zip(paths, loaded, strict=True):
+        if m["class_names"] != meta["class_names"] or m["preprocess"] != meta["preprocess"]:
+            raise DataError(
+                f"{p} has other classes or preprocessing than {paths[0]}; ensemble models of one study."
+            )
+    if cfg.get("sweep_dir") and cfg.get("data_from_sweep", True):
+        job_cfg = glob.glob(os.path.join(cfg.sweep_dir, "*", "resolved_config.yaml"))
+        if job_cfg:  # the folds' own data config (same held-out test partition) and MLflow store
+            job = OmegaConf.load(sorted(job_cfg)[0])
+            with open_dict(cfg):
+                cfg.data, cfg.experiment_name = job.data, job.experiment_name
+                if job.get("logger") and job.logger.get("mlflow") and cfg.get("logger"):
+                    cfg.logger.mlflow.experiment_name = job.logger.mlflow.experiment_name
+                    cfg.logger.mlflow.tracking_uri = job.logger.mlflow.tracking_uri
+    dm = datamodule_for_checkpoint(cfg, meta)
+    names, positive = meta["class_names"], meta.get("positive_class", 1)
+
+    out = predict_probs(tasks, dm.test_dataloader(), tta=list(cfg.get("tta") or []))
+    metrics, confusion = compute_metrics(out["probs"], out["labels"], names, positive)
+    result = {f"test/{k}": v for k, v in metrics.items()}
+    records = [dm.records[i] for i in out["index"]]
+    groups = [r.group for r in records]
+    if any(g is not None for g in groups):
+        gp, gl, _ = group_mean(out["probs"], out["labels"], groups)
+        result.update(
+            {f"group/{k}": v for k, v in compute_metrics(gp, gl, names, positive)[0].items()}
+        )
+    oof = oof_predictions(cfg.sweep_dir) if cfg.get("sweep_dir") else None
+    if oof is not None:
+        if oof["path"].duplicated().any():
+            raise DataError(
+                f"{cfg.sweep_dir}: an image is in two folds' validation sets; is this a CV sweep?"
+            )
+        oof_probs = oof[[f"p_{c}" for c in names]].to_numpy()
+        oof_labels = np.array([names.index(c) for c in oof["label"]])
+        result.update(
+            {
+                f"oof/{k}": v
+                for k, v in compute_metrics(oof_probs, oof_labels, names, positive)[0].items()
+            }
+        )
+
+    out_dir = cfg.paths.output_dir
+    os.makedirs(out_dir, exist_ok=True)
+    outputs = {**out, "confusion": confusion.numpy()}
+    files = write_test_artifacts(
+        out_dir, dm, outputs, metrics, names, f"ensemble of {len(tasks)} · {cfg.split}"
+    )
+    files.append(
+        write_predictions(
+            os.path.join(out_dir, "ensemble_predictions.csv"),
+            records,
+            out["probs"],
+            out["labels"],
+            names,
+        )
+    )
+    if oof is not None:
+        files.append(os.path.join(out_dir, "oof_predictions.csv"))
+        oof.to_csv(files[-1], index=False)
+
+    parent = parent_run_id(cfg.sweep_dir) if cfg.get("sweep_dir") else None
+    loggers = build_loggers(cfg)
+    mlf = find_mlflow(loggers)
+    if mlf is not None:
+        if parent:
+            set_tags(mlf, {"mlflow.parentRunId": parent})
+        mlf.log_hyperparams(config_params(cfg))
+        set_tags(
+            mlf,
+            {
+                "medcls.role": "ensemble",
+                "checkpoints": " ".join(paths),
+                "tta": ",".join(cfg.get("tta") or []),
+            },
+        )
+        mlf.log_metrics(result)
+        log_run_files(loggers, files)
+        mlf.finalize("success")
+    extra = {"models": str(len(tasks)), "tta views": str(1 + len(cfg.get("tta") or []))}
+    print_metrics_table(
+        result, f"ensemble of {len(tasks)} model(s) on {dm.source_name} ({cfg.split})", extra
+    )
+    for prefix, title in (
+        ("group/", "group level (softmax averaged per group)"),
+        ("oof/", "out-of-fold (CV)"),
+    ):
+        if any(k.startswith(prefix) for k in result):
+            print_metrics_table(
+                {k[len(prefix) :]: v for k, v in result.items() if k.startswith(prefix)}, title
+            )
+    if mlf is not None:
+        console.print(run_location(mlf))
+    return result
