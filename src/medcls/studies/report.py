@@ -17,6 +17,7 @@ import pandas as pd
 
 from medcls.data.records import DataError
 from medcls.studies.stats import METRICS, bootstrap_ci, mcnemar, paired_bootstrap
+from medcls.tracking.artifacts import read_predictions
 
 
 def config_label(overrides: str, ignore: Sequence[str]) -> str:
@@ -71,7 +72,7 @@ def pooled_predictions(
         for name in (artifact, "ensemble_predictions.csv"):
             try:
                 frames.append(
-                    pd.read_csv(client.download_artifacts(run_id, name)).assign(run_id=run_id)
+                    read_predictions(client.download_artifacts(run_id, name)).assign(run_id=run_id)
                 )
                 break
             except Exception:  # noqa: BLE001 - artifact absent in this run

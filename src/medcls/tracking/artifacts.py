@@ -38,6 +38,15 @@ def write_predictions(
     return path
 
 
+# read back as text: ids like 000123 and class names like "0" must not become numbers
+TEXT_COLUMNS = dict.fromkeys(("path", "image_id", "group", "label", "prediction"), str)
+
+
+def read_predictions(path: str) -> pd.DataFrame:
+    """A predictions CSV written by :func:`write_predictions`, with its text columns as text."""
+    return pd.read_csv(path, dtype=TEXT_COLUMNS, keep_default_na=False)
+
+
 def write_per_class(
     path: str, metrics: Mapping[str, float], class_names: Sequence[str], counts: Sequence[int]
 ) -> str:

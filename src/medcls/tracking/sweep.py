@@ -14,6 +14,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,16 @@ class MLflowSweepCallback(Callback):
             f.write(run.info.run_id)
         log.info("MLflow parent run %s for sweep %s", run.info.run_id, sweep_dir)
 
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        # Hydra's sweeper raises as soon as a batch holds a failed job, so on_multirun_end never
+        # runs then: keep the parent's counts current after every job (in the job's process).
+        if config.hydra.mode == RunMode.MULTIRUN:
+            self._update_parent(config, final=False)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._update_parent(config, final=True)
+
+    def _update_parent(self, config: DictConfig, final: bool) -> None:
         run_id = parent_run_id(config.hydra.sweep.dir)
         if run_id is None:
             return
@@ -72,7 +82,8 @@ class MLflowSweepCallback(Callback):
         failed = sum(c.info.status == "FAILED" for c in children)
         client.set_tag(run_id, "medcls.jobs", str(len(children)))
         client.set_tag(run_id, "medcls.failed_jobs", str(failed))
-        client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+        if failed or final:
+            client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
 
 def is_multirun() -> bool:

@@ -19,7 +19,7 @@ from medcls.metrics.classification import compute_metrics
 from medcls.metrics.groups import group_mean
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
-from medcls.tracking.artifacts import write_predictions
+from medcls.tracking.artifacts import read_predictions, write_predictions
 from medcls.tracking.mlflow_run import config_params, find_mlflow, run_location, set_tags
 from medcls.tracking.sweep import parent_run_id
 from medcls.utils.console import console, print_metrics_table
@@ -73,7 +73,7 @@ def oof_predictions(sweep_dir: str) -> pd.DataFrame | None:
     if not files:
         return None
     return pd.concat(
-        [pd.read_csv(f).assign(job=os.path.basename(os.path.dirname(f))) for f in files]
+        [read_predictions(f).assign(job=os.path.basename(os.path.dirname(f))) for f in files]
     )
 
 
@@ -93,6 +93,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
             job = OmegaConf.load(sorted(job_cfg)[0])
             with open_dict(cfg):
                 cfg.data, cfg.experiment_name = job.data, job.experiment_name
+                cfg.data.fold = None  # the test partition is the same for every fold
                 if job.get("logger") and job.logger.get("mlflow") and cfg.get("logger"):
                     cfg.logger.mlflow.experiment_name = job.logger.mlflow.experiment_name
                     cfg.logger.mlflow.tracking_uri = job.logger.mlflow.tracking_uri
@@ -154,7 +155,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
             mlf,
             {
                 "medcls.role": "ensemble",
-                "checkpoints": " ".join(paths),
+                "checkpoints": " ".join(os.path.abspath(p) for p in paths),
                 "tta": ",".join(cfg.get("tta") or []),
             },
         )
