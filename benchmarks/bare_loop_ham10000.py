@@ -21,6 +21,10 @@ medcls runs are subprocesses of the real CLI, in ``--work-dir`` (their Hydra run
 cache (``--cache-dir``, default ``$MEDCLS_CACHE_DIR`` or ``<repo>/.cache/medcls``, medcls's own
 default for runs started in the repository) is shared by all runs, so JPEGs are decoded once.
 Test metrics are recomputed from each run's ``test_predictions.csv`` with scikit-learn.
+
+Duration: about 12.5 min on a quiet 2-core Xeon (AMX) (medcls runs ~3.8 min each, the fp32 bare
+loop ~4.7 min). A co-tenant using one core slows 2-thread PyTorch several-fold (52 min measured
+with other test suites running), so the table reports the cores other processes used.
 """
 
 from __future__ import annotations
@@ -290,6 +294,13 @@ def main() -> int:
         verdict = "reaches" if d >= bare else "does NOT reach"
         print(
             f"medcls default {verdict} the bare loop's balanced accuracy ({d:.4f} vs {bare:.4f})."
+        )
+    busy = [n for n, r in results.items() if r["others"] > 0.2]
+    if busy:
+        print(
+            "note: other processes used > 0.2 cores during "
+            + ", ".join(busy)
+            + "; those durations are not this machine's quiet timings."
         )
     print(f"load average at end: {load_average()}; wall time {time.time() - started:.0f} s")
     return 0
