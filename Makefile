@@ -1,5 +1,6 @@
 # make train: set up .venv and run the default job (embedded synthetic data, ~1 minute on 2 cores)
 # make test:  set up .venv and run the test suite
+# make ui:    the MLflow UI on ./mlflow.db (or $MLFLOW_TRACKING_URI) at http://127.0.0.1:5000
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,7 +25,7 @@ lint: install
 	$(BIN)/pre-commit run -a
 
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/medcls-ui $(ARGS)
 
 clean:
 	rm -rf outputs multirun/*/ .cache mlflow.db mlruns

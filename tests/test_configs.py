@@ -69,7 +69,7 @@ def test_train_config_composes_and_resolves(
     elif group in ("model", "loss", "augmentation"):
         assert container[group]["name"]
     elif group == "experiment":
-        assert cfg.experiment_name == option.split("_")[0]
+        assert option.split("_")[0] in cfg.experiment_name  # e.g. abn_covid_ct → abn-covid_ct
     elif group == "callbacks" and option == "default":
         ckpt = container["callbacks"]["model_checkpoint"]
         assert ckpt["dirpath"] == os.path.join(container["paths"]["output_dir"], "checkpoints")
@@ -123,7 +123,11 @@ VARIANTS = {
     "head-hidden": ["model.hidden=[16,8]"],
     "head-freeze": ["model.freeze_backbone_epochs=1"],
     "model-resnet10t": ["model.name=resnet10t"],
-    **{f"loss-{o}": [f"loss={o}"] for o in options("loss")},
+    # the ABN losses train an Attention Branch Network (task=abn) over a ResNet
+    **{
+        f"loss-{o}": [f"loss={o}", *(["task=abn", "model.name=resnet10t"] if "abn" in o else [])]
+        for o in options("loss")
+    },
     "loss-focal-weighted": ["loss=focal", "loss.class_weights=inverse_sqrt"],
     **{f"augmentation-{o}": [f"augmentation={o}"] for o in options("augmentation")},
     "sgd-no-scheduler-no-callbacks-csv": [

@@ -72,6 +72,7 @@ def cv_run(helpers, tmp_path_factory) -> dict:
     local = Path(client.download_artifacts(ens.info.run_id, "", str(work / "artifacts")))
     return {
         "work": work,
+        "uri": uri,
         "client": client,
         "runs": runs,
         "parent": parent,
@@ -147,3 +148,35 @@ def test_cv_out_of_fold_predictions_cover_every_other_image_once(cv_run) -> None
         block = oof[oof["job"] == job].set_index("path").loc[val["path"]]
         cols = [f"p_{c}" for c in names]
         np.testing.assert_allclose(block[cols].to_numpy(), val[cols].to_numpy(), atol=1e-6)
+
+
+def test_report_prints_mean_and_std_of_the_folds(cv_run, helpers) -> None:
+    """``medcls-report sweep_dir=...``: one row for the 3 fold models (mean ± std), one for the
+    ensemble; the files land in the report folder and on the sweep's parent run."""
+    work, client, parent = cv_run["work"], cv_run["client"], cv_run["parent"]
+    proc = helpers.run_cli(
+        "medcls-report",
+        [
+            f"sweep_dir={cv_run['sweep_dir']}",
+            f"tracking_uri={cv_run['uri']}",
+            "bootstrap=200",
+            "output_dir=report",
+        ],
+        cwd=work,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = pd.read_csv(work / "report" / "report.csv", index_col=0)
+    assert len(table) == 2, table  # the fold models' configuration and the ensemble
+    folds = table[table["runs"] == 3]
+    assert len(folds) == 1, table
+    values = [r.data.metrics["test/balanced_accuracy"] for r in cv_run["folds"]]
+    mean, std = folds["test/balanced_accuracy"].iloc[0].split(" ± ")
+    assert float(mean) == pytest.approx(np.mean(values), abs=1e-4)
+    assert float(std) == pytest.approx(np.std(values, ddof=1), abs=1e-4)
+    assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in proc.stdout
+    lo, hi = (float(v) for v in folds.filter(like="95% CI").iloc[0, 0].strip("[]").split(","))
+    assert 0.0 <= lo <= hi <= 1.0
+    ensemble = table[table.index.str.startswith("ensemble")]
+    assert ensemble["runs"].tolist() == [1], table
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert logged == {"report/report.md", "report/report.csv", "report/report.png"}

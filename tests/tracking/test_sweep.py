@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from medcls.config import CONFIG_DIR, run_guarded
 from medcls.data.records import DataError
 from medcls.tracking.sweep import (
+    PARENT_ENV,
     PARENT_FILE,
     MLflowSweepCallback,
     job_tags,
@@ -169,6 +170,52 @@ def test_sweep_callback_without_mlflow_does_nothing(hydra_state, tmp_path) -> No
     MLflowSweepCallback().on_multirun_start(full)
     assert not (tmp_path / PARENT_FILE).exists()
     MLflowSweepCallback().on_multirun_end(full)  # no parent: nothing to close
+
+
+def test_parent_id_travels_in_every_job_config(hydra_state, tmp_path, mlflow_uri) -> None:
+    """Launchers re-compose each job from the sweep's Hydra overrides: the parent id goes with
+    them, so a job finds its parent without the sweep dir (a Ray worker on another node)."""
+    experiment = unique("env-set")
+    full, _ = hydra_job(tmp_path / "sweep", mlflow_args(mlflow_uri, experiment))
+    MLflowSweepCallback().on_multirun_start(full)
+    parent = parent_run_id(str(tmp_path / "sweep"))
+    override = f"++hydra.job.env_set.{PARENT_ENV}='{parent}'"
+    assert list(full.hydra.overrides.hydra)[-1] == override
+
+    elsewhere = tmp_path / "no-parent-file-here"  # as seen from another machine
+    hydra_job(elsewhere, [override, *mlflow_args(mlflow_uri, experiment)], job_num=2)
+    assert parent_run_id(str(elsewhere)) is None
+    assert job_tags()["mlflow.parentRunId"] == parent
+
+
+def test_sweep_leaving_the_machine_with_sqlite_warns(hydra_state, tmp_path, mlflow_uri, caplog):
+    experiment = unique("slurm-sqlite")
+    full, _ = hydra_job(
+        tmp_path, ["hydra/launcher=slurm_gpu", *mlflow_args(mlflow_uri, experiment)]
+    )
+    with caplog.at_level("WARNING", logger="medcls.tracking.sweep"):
+        MLflowSweepCallback().on_multirun_start(full)
+    assert "shared file system" in caplog.text and "mlflow server" in caplog.text
+
+
+def test_interrupted_job_is_killed_not_failed(hydra_state, tmp_path, mlflow_uri) -> None:
+    """A job SLURM preempts (submitit exits it to requeue it) is KILLED; the sweep does not
+    count it as failed (its requeued run continues the same MLflow run)."""
+    experiment = unique("interrupted")
+    full, _ = hydra_job(tmp_path, mlflow_args(mlflow_uri, experiment))
+    callback = MLflowSweepCallback()
+    callback.on_multirun_start(full)
+    parent = parent_run_id(str(tmp_path))
+    client = MlflowClient(mlflow_uri)
+    exp_id = client.get_run(parent).info.experiment_id
+    child = client.create_run(exp_id, tags={"mlflow.parentRunId": parent})
+    mark_failed(client, child.info.run_id, SystemExit(-1))
+    run = client.get_run(child.info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["medcls.interrupted"] == "SystemExit: -1"
+    assert "medcls.error" not in run.data.tags
+    callback.on_multirun_end(full)
+    assert client.get_run(parent).data.tags["medcls.failed_jobs"] == "0"
 
 
 # ---------------------------------------------------------------------- run_guarded / failures

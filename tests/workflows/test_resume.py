@@ -73,3 +73,81 @@ def test_last_checkpoint_is_the_latest_epoch_even_without_a_new_best(helpers, wo
     last = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert best["epoch"] == 0
     assert (last["epoch"], last["global_step"]) == (2, 3)
+
+
+# ------------------------------------------------------------------------------- requeue
+def test_requeued_job_continues_its_own_run(helpers, workdir, mlflow_uri, monkeypatch) -> None:
+    """SLURM/submitit stop a job (preemption, time limit: submitit exits it with SystemExit) and
+    start it again, with the same job id, in the same output dir: it continues from its own
+    last.ckpt into the same MLflow run, which ends FINISHED."""
+    from medcls.tasks import ClassificationTask
+
+    experiment = "requeue"
+    monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "4242")  # the scheduler's job id (same on requeue)
+    job_dir = workdir / "multirun" / "sweep" / "0"
+    overrides = helpers.train_overrides(
+        "++trainer.limit_train_batches=2",
+        "trainer.max_epochs=2",
+        "test=false",
+        *helpers.mlflow_overrides(mlflow_uri, experiment),
+    )
+
+    start = ClassificationTask.on_train_epoch_start
+
+    def preempted_in_epoch_1(self):
+        start(self)
+        if self.current_epoch == 1:  # epoch 0 and its checkpoints are done
+            raise SystemExit(-1)  # what submitit's signal handler does before requeueing
+
+    monkeypatch.setattr(ClassificationTask, "on_train_epoch_start", preempted_in_epoch_1)
+    with pytest.raises(SystemExit):
+        run_train(helpers.compose_cfg(overrides, output_dir=job_dir))
+    last = job_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    run_id = run.info.run_id
+    assert run.info.status == "KILLED"  # interrupted, not failed: the sweep does not count it
+    assert run.data.tags["medcls.interrupted"] == "SystemExit: -1"
+
+    monkeypatch.setattr(ClassificationTask, "on_train_epoch_start", start)
+    run_train(helpers.compose_cfg(overrides, output_dir=job_dir))  # the requeued job
+
+    resumed = torch.load(last, map_location="cpu", weights_only=True)
+    assert (resumed["epoch"], resumed["global_step"]) == (1, 4)
+    assert resumed["medcls"]["mlflow_run_id"] == run_id
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id]  # no second run
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert "medcls.interrupted" not in run.data.tags
+    assert run.data.tags["medcls.resumes"] == "1"
+    assert run.data.tags["medcls.resumed_from"] == str(last)
+    history = client.get_metric_history(run_id, "val/balanced_accuracy")
+    assert len(history) == 2 and len({m.step for m in history}) == 2  # epochs 0 and 1, once
+
+
+def test_is_requeued(helpers, workdir, monkeypatch) -> None:
+    from medcls.workflows.common import JOB_MARKER, is_requeued, mark_scheduler_job
+
+    for var in ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID", "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = helpers.compose_cfg(["print_config=false"], output_dir=workdir / "job")
+    mark_scheduler_job(cfg)  # not under a scheduler: nothing to note
+    assert not (workdir / "job" / JOB_MARKER).exists() and not is_requeued(cfg)
+
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    assert not is_requeued(cfg)  # first start of job 777
+    mark_scheduler_job(cfg)
+    assert is_requeued(cfg)  # job 777 again in its own dir
+    monkeypatch.setenv("SLURM_JOB_ID", "778")
+    assert not is_requeued(cfg)  # another job reusing the dir (hydra.sweep.dir=...) starts fresh
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert is_requeued(cfg)
+
+
+def test_ckpt_path_auto_without_checkpoint_starts_fresh(helpers, workdir) -> None:
+    from medcls.workflows.train import _resume
+
+    cfg = helpers.compose_cfg(["print_config=false", "ckpt_path=auto"], output_dir=workdir / "j")
+    assert _resume(cfg) == (None, None)

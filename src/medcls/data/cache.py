@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from medcls.data.io import BadImageError, read_mask, read_rgb
+from medcls.data.lung_mask import VERSION as LUNG_MASK_VERSION
+from medcls.data.lung_mask import lung_field_mask
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
 from medcls.data.sources.synthetic import SCHEME, read_synthetic
@@ -49,9 +51,18 @@ class DecodedImages:
     bad: list[tuple[str, str]]
 
 
-def cache_key(name: str, records: Sequence[Record], pre: Preprocess, load_masks: bool) -> str:
+def cache_key(
+    name: str,
+    records: Sequence[Record],
+    pre: Preprocess,
+    load_masks: bool,
+    mask_source: str = "file",
+) -> str:
     h = hashlib.sha1()
-    h.update(json.dumps([CACHE_VERSION, name, pre.to_dict(), load_masks], sort_keys=True).encode())
+    parts = [CACHE_VERSION, name, pre.to_dict(), load_masks]
+    if load_masks and mask_source != "file":  # (file masks keep the keys caches already have)
+        parts.append(f"{mask_source}:{LUNG_MASK_VERSION}")
+    h.update(json.dumps(parts, sort_keys=True).encode())
     for r in records:
         _hash_file(h, r.path)
         if load_masks and r.mask:
@@ -70,9 +81,9 @@ def _hash_file(h, path: str) -> None:
             h.update(b"missing")
 
 
-def _decode(args: tuple[Record, Preprocess, bool]):
+def _decode(args: tuple[Record, Preprocess, bool, str]):
     """Worker: one record → (image, mask, error, mask_error)."""
-    rec, pre, load_mask = args
+    rec, pre, load_mask, mask_source = args
     try:
         if rec.path.startswith(SCHEME):
             img, mask = read_synthetic(rec.path)
@@ -80,6 +91,8 @@ def _decode(args: tuple[Record, Preprocess, bool]):
         else:
             img = read_rgb(rec.path, grayscale=pre.grayscale)
             mask = read_mask(rec.mask) if load_mask and rec.mask else None
+        if load_mask and mask_source == "lung_threshold":  # computed on the full-size slice
+            mask = lung_field_mask(img)
     except (BadImageError, FileNotFoundError) as e:
         return None, None, str(e), None
     if mask is not None and mask.shape[:2] != img.shape[:2]:
@@ -102,27 +115,30 @@ def decode_all(
     cache_dir: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    mask_source: str = "file",
 ) -> DecodedImages:
     """Decode ``records`` (or load them from the disk cache) into a :class:`DecodedImages`.
 
     Args:
         cache: ``disk`` (reuse across runs, under ``cache_dir``) or ``memory`` (this process only).
         workers: decoding threads; default one per core for large sets of files.
+        mask_source: ``file`` (each record's mask file) or ``lung_threshold`` (computed, see
+            :mod:`medcls.data.lung_mask`; an image where none is found has no mask).
     """
     if cache not in ("disk", "memory"):
         raise DataError(f"data.cache={cache!r}: use disk or memory")
-    key = cache_key(name, records, pre, load_masks)
+    key = cache_key(name, records, pre, load_masks, mask_source)
     folder = os.path.join(cache_dir or ".", f"{name}-{pre.image_size}px-{key[:16]}")
     if cache == "disk" and os.path.isfile(os.path.join(folder, "meta.json")):
         log.info("decode cache hit: %s", folder)
         return _load(folder)
-    decoded = _decode_records(records, pre, load_masks, workers, progress)
+    decoded = _decode_records(records, pre, load_masks, workers, progress, mask_source)
     if cache == "disk":
         _save(decoded, folder)
     return decoded
 
 
-def _decode_records(records, pre, load_masks, workers, progress) -> DecodedImages:
+def _decode_records(records, pre, load_masks, workers, progress, mask_source) -> DecodedImages:
     n, s = len(records), pre.image_size
     images = np.zeros((n, s, s, 3), dtype=np.uint8)
     masks = np.zeros((n, s, s), dtype=np.uint8) if load_masks else None
@@ -130,7 +146,7 @@ def _decode_records(records, pre, load_masks, workers, progress) -> DecodedImage
     ok = np.ones(n, dtype=bool)
     bad: list[tuple[str, str]] = []
     mask_errors: list[str] = []
-    jobs = ((r, pre, load_masks) for r in records)
+    jobs = ((r, pre, load_masks, mask_source) for r in records)
     if workers is None:
         # Threads, not processes: PIL and OpenCV release the GIL while decoding and resizing
         # (1.65x on 2 cores for HAM10000 JPEGs), and forking a process whose OpenCV/torch

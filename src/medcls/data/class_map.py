@@ -11,12 +11,14 @@ def match_classes(
     dataset_classes: Sequence[str],
     model_classes: Sequence[str],
     class_map: Mapping[str, str] | None = None,
+    unmatched: int | None = None,
 ) -> list[int]:
     """For each dataset class, the index of the model class it means.
 
     ``class_map`` maps dataset names to model names (``{"MEL": "mel"}``) and wins over the
-    case-insensitive name match. A dataset class that matches nothing is an error: evaluating it
-    as some other class would silently mislabel images.
+    case-insensitive name match. A dataset class that matches nothing is an error (evaluating it
+    as some other class would silently mislabel images), unless ``unmatched`` gives the index
+    to use for it.
     """
     class_map = dict(class_map or {})
     lower = {}
@@ -29,6 +31,8 @@ def match_classes(
             out.append(list(model_classes).index(target))
         elif str(target).lower() in lower:
             out.append(lower[str(target).lower()])
+        elif unmatched is not None:  # the caller handles classes the model lacks
+            out.append(unmatched)
         else:
             unmapped.append(c)
     if unmapped:

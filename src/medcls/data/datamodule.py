@@ -14,12 +14,14 @@ from torch.utils.data import DataLoader
 from medcls.data.cache import DecodedImages, decode_all
 from medcls.data.class_map import match_classes
 from medcls.data.dataset import CachedDataset
+from medcls.data.masks import attach_mask_files, mask_source
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
 from medcls.data.sources import load_source
 from medcls.data.sources.base import check_no_empty_class
 from medcls.data.splits import make_splits
 from medcls.data.transforms import create_transform
+from medcls.metrics.open_set import RejectUnknown
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +61,18 @@ class ClassificationDataModule(pl.LightningDataModule):
         src = load_source(cfg)
         self.source_name, self.class_names, self.notes = src.name, src.class_names, src.notes
         self.records: list[Record] = src.records
+        masks = cfg.get("mask") or {}
+        if cfg.load_masks and masks.get("dir"):  # a masks/ folder for any source
+            self.records, found = attach_mask_files(
+                self.records, masks.dir, masks.get("pattern") or "{stem}_mask.png"
+            )
+            log.info("%d mask file(s) found in %s", found, masks.dir)
         self.decoded: DecodedImages = decode_all(
             src.name,
-            src.records,
+            self.records,
             self.preprocess,
             load_masks=bool(cfg.load_masks),
+            mask_source=mask_source(masks),
             cache=cfg.cache,
             cache_dir=self.cache_dir,
             workers=cfg.get("decode_workers"),
@@ -85,11 +94,14 @@ class ClassificationDataModule(pl.LightningDataModule):
                 [self.records[i] for i in kept],
                 f"{src.name} once {len(self.skipped)} unreadable image(s) are skipped",
             )
+        # images of an unknown class (data.unknown=reject) never train: they only join the test
+        unknown = kept[self.labels[kept] == len(self.class_names)]
+        known = np.setdiff1d(kept, unknown)
         if cfg.get("test_partition") == "all":  # evaluating every image: nothing to split
             parts = {k: np.arange(0) for k in ("train", "val", "test")}
         else:
             parts = make_splits(
-                [self.records[i] for i in kept],
+                [self.records[i] for i in known],
                 self.class_names,
                 fold=cfg.fold,
                 num_folds=cfg.num_folds,
@@ -98,8 +110,11 @@ class ClassificationDataModule(pl.LightningDataModule):
                 seed=cfg.split_seed,
                 use_official_split=cfg.use_official_split,
             )
-        self.partitions = {k: kept[v] for k, v in parts.items()}
+        self.partitions = {k: known[v] for k, v in parts.items()}
+        if unknown.size and cfg.get("test_partition") != "all":
+            self.partitions["test"] = np.union1d(self.partitions["test"], unknown)
         self.partitions["all"] = kept
+        self._set_unknown(len(self.class_names))
         self._built = True
         log.info(
             "%s: %d classes, train %d / val %d / test %d images, %d skipped",
@@ -112,12 +127,32 @@ class ClassificationDataModule(pl.LightningDataModule):
     def remap_to(
         self, model_classes: Sequence[str], class_map: Mapping[str, str] | None = None
     ) -> None:
-        """Relabel to a checkpoint's class list (evaluation on a dataset with other names)."""
-        mapping = np.array(
-            match_classes(self.class_names, model_classes, class_map), dtype=np.int64
+        """Relabel to a checkpoint's class list (evaluation on a dataset with other names).
+
+        Dataset classes the checkpoint lacks follow ``data.unknown``: an error, left out
+        (``exclude``), or scored as a rejected class (``reject``)."""
+        policy = self.cfg.get("unknown", "error")
+        k = len(model_classes)
+        matched = match_classes(
+            self.class_names, model_classes, class_map, unmatched=None if policy == "error" else k
         )
-        self.labels = mapping[self.labels]
+        mapping = np.array([*matched, k], dtype=np.int64)  # + the source's own unknown label
+        self.labels = np.where(self.labels >= 0, mapping[self.labels], self.labels)
         self.class_names = list(model_classes)
+        if policy == "exclude":
+            keep = self.labels < k
+            self.partitions = {name: idx[keep[idx]] for name, idx in self.partitions.items()}
+        self._set_unknown(k)
+
+    def _set_unknown(self, k: int) -> None:
+        """``self.unknown``: the reject option when the evaluated images include unknown ones."""
+        self.unknown: RejectUnknown | None = None
+        evaluated = self.partitions.get(self.cfg.get("test_partition", "test"), np.arange(0))
+        if self.cfg.get("unknown", "error") == "reject" and (self.labels[evaluated] == k).any():
+            self.unknown = RejectUnknown(
+                str(self.cfg.get("unknown_name", "unknown")),
+                float(self.cfg.get("unknown_threshold", 0.5)),
+            )
 
     # -- facts about the data -----------------------------------------------------------------
     @property

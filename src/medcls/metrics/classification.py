@@ -31,29 +31,34 @@ class ClassificationMetrics(nn.Module):
     ``{name: float}``.
     """
 
-    def __init__(self, class_names: Sequence[str], positive_class: int = 1) -> None:
+    def __init__(
+        self, class_names: Sequence[str], positive_class: int = 1, sync: bool = True
+    ) -> None:
         super().__init__()
         k = len(class_names)
+        kw = {"sync_on_compute": sync}  # False: the data is complete here, don't sync (DDP)
         self.class_names, self.positive = list(class_names), positive_class
         metrics: dict[str, nn.Module] = {
-            "accuracy": MulticlassAccuracy(k, average="micro"),
-            "balanced_accuracy": MulticlassRecall(k, average="macro"),
-            "precision_macro": MulticlassPrecision(k, average="macro"),
-            "recall_macro": MulticlassRecall(k, average="macro"),
-            "f1_macro": MulticlassF1Score(k, average="macro"),
-            "precision_weighted": MulticlassPrecision(k, average="weighted"),
-            "recall_weighted": MulticlassRecall(k, average="weighted"),
-            "f1_weighted": MulticlassF1Score(k, average="weighted"),
-            "precision": MulticlassPrecision(k, average=None),
-            "recall": MulticlassRecall(k, average=None),
-            "f1": MulticlassF1Score(k, average=None),
-            "auroc": MulticlassAUROC(k, average=None),
+            "accuracy": MulticlassAccuracy(k, average="micro", **kw),
+            "balanced_accuracy": MulticlassRecall(k, average="macro", **kw),
+            "precision_macro": MulticlassPrecision(k, average="macro", **kw),
+            "recall_macro": MulticlassRecall(k, average="macro", **kw),
+            "f1_macro": MulticlassF1Score(k, average="macro", **kw),
+            "precision_weighted": MulticlassPrecision(k, average="weighted", **kw),
+            "recall_weighted": MulticlassRecall(k, average="weighted", **kw),
+            "f1_weighted": MulticlassF1Score(k, average="weighted", **kw),
+            "precision": MulticlassPrecision(k, average=None, **kw),
+            "recall": MulticlassRecall(k, average=None, **kw),
+            "f1": MulticlassF1Score(k, average=None, **kw),
+            "auroc": MulticlassAUROC(k, average=None, **kw),
         }
         for top in (2, 3):
             if top < k:
-                metrics[f"top{top}_accuracy"] = MulticlassAccuracy(k, top_k=top, average="micro")
+                metrics[f"top{top}_accuracy"] = MulticlassAccuracy(
+                    k, top_k=top, average="micro", **kw
+                )
         self.collection = MetricCollection(metrics, compute_groups=False)
-        self.confmat = MulticlassConfusionMatrix(k)
+        self.confmat = MulticlassConfusionMatrix(k, **kw)
 
     def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
         probs = probs.float()
@@ -99,7 +104,8 @@ class ClassificationMetrics(nn.Module):
 def compute_metrics(
     probs, labels, class_names: Sequence[str], positive_class: int = 1
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """Full metric set and confusion matrix of ``probs (N, K)`` against ``labels (N,)``."""
-    m = ClassificationMetrics(class_names, positive_class)
+    """Full metric set and confusion matrix of ``probs (N, K)`` against ``labels (N,)`` (all of
+    them, in this process: nothing is synchronised with other DDP processes)."""
+    m = ClassificationMetrics(class_names, positive_class, sync=False)
     m.update(torch.as_tensor(probs), torch.as_tensor(labels))
     return m.compute(), m.confusion_matrix()

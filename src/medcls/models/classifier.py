@@ -1,15 +1,15 @@
-"""Backbone factory + head: ``create_model`` builds any timm network as a classifier."""
+"""``create_model``: backbone (timm or torchvision, optionally with Non-local attention) + head."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
+from medcls.models.attention_effnetv2 import add_nonlocal
+from medcls.models.backbone import create_backbone
 from medcls.models.heads import ClassifierHead
 
 
@@ -30,46 +30,6 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def create_backbone(
-    name: str,
-    pretrained: bool = False,
-    pretrained_file: str | None = None,
-    pool: str = "gap",
-    **timm_kwargs: Any,
-) -> nn.Module:
-    """A timm network without its classifier; weights are loaded here, before any surgery.
-
-    ``pool="gap"`` keeps timm's own global pooling (right for CNNs and ViTs alike) and yields
-    ``(B, C)``; ``pool="flatten"`` returns the unpooled feature map.
-    """
-    if pool not in ("gap", "flatten"):
-        raise ValueError(f"model.pool={pool!r}: use gap or flatten")
-    overlay = None
-    if pretrained_file:
-        if not os.path.isfile(pretrained_file):
-            raise FileNotFoundError(
-                f"model.pretrained_file={pretrained_file} does not exist: give a timm/PyTorch "
-                "state_dict (.pth, .bin or .safetensors) for this architecture."
-            )
-        overlay = {"file": os.path.abspath(pretrained_file)}
-    try:
-        return timm.create_model(
-            name,
-            pretrained=bool(pretrained or pretrained_file),
-            pretrained_cfg_overlay=overlay,
-            num_classes=0,
-            global_pool="avg" if pool == "gap" else "",
-            **timm_kwargs,
-        )
-    except RuntimeError as e:
-        if "Unknown model" in str(e):
-            raise ValueError(
-                f"model.name={name!r} is not a timm model; list them with "
-                "python -c \"import timm; print(timm.list_models('*resnet*'))\""
-            ) from e
-        raise
-
-
 def create_model(
     name: str,
     num_classes: int,
@@ -80,20 +40,35 @@ def create_model(
     hidden: Sequence[int] = (),
     image_size: int = 224,
     timm_kwargs: dict | None = None,
+    library: str = "auto",
+    nonlocal_stages: str | Sequence[int] | None = None,
+    nonlocal_reduction: int = 2,
+    nonlocal_subsample: bool = True,
     **_: Any,
 ) -> Classifier:
     """Build a classifier from a ``conf/model`` config.
 
     Args:
-        name: timm model name (``resnet18``, ``efficientnet_b0``, ``vit_tiny_patch16_224`` …).
-        pretrained: load timm hub weights (needs internet).
+        name: timm model name (``resnet18``, ``efficientnet_b0``, ``vit_tiny_patch16_224`` …)
+            or torchvision's ``alexnet``, ``googlenet``, ``shufflenet_v2_x1_0``.
+        pretrained: load the library's ImageNet weights (needs internet).
         pretrained_file: load weights from a local file instead (offline).
         pool: ``gap`` or ``flatten`` (the flattened size is measured at ``image_size``).
         hidden: widths of dense layers between features and logits.
+        timm_kwargs: passed to the library's constructor (``drop_rate``, ``drop_path_rate`` …).
+        library: ``auto`` (timm when it has the network), ``timm`` or ``torchvision``.
+        nonlocal_stages: ``all`` or stage indices: add Non-local attention next to SE in the
+            MBConv blocks of a timm EfficientNet(V2), after its weights are loaded;
+            ``nonlocal_reduction`` / ``nonlocal_subsample`` shape those blocks.
     """
-    backbone = create_backbone(name, pretrained, pretrained_file, pool, **(timm_kwargs or {}))
+    backbone = create_backbone(
+        name, pretrained, pretrained_file, pool, library, **(timm_kwargs or {})
+    )
+    if nonlocal_stages is not None:
+        add_nonlocal(backbone, nonlocal_stages, nonlocal_reduction, nonlocal_subsample)
     if pool == "gap":
-        in_features = backbone.num_features
+        # timm: head_hidden_size is the width after pre-logits layers (VGG's fc6/fc7)
+        in_features = getattr(backbone, "head_hidden_size", None) or backbone.num_features
     else:
         was_training = backbone.training
         backbone.eval()

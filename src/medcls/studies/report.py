@@ -45,7 +45,17 @@ def fetch_runs(
     ]
 
 
-def runs_table(runs, metrics: Sequence[str], ignore: Sequence[str]) -> pd.DataFrame:
+def runs_table(
+    runs, metrics: Sequence[str], ignore: Sequence[str], label_tag: str | None = None
+) -> pd.DataFrame:
+    """One row per run: its configuration label, run id and ``metrics``.
+
+    ``label_tag``: name configurations by this MLflow tag (e.g. ``backbone``) instead of their
+    overrides, in the order the runs started; overrides that differ between runs beyond the
+    tagged one are appended, so differently configured runs are never pooled.
+    """
+    if label_tag:
+        runs = sorted(runs, key=lambda r: r.info.start_time or 0)
     rows = []
     for r in runs:
         tags = r.data.tags
@@ -58,10 +68,39 @@ def runs_table(runs, metrics: Sequence[str], ignore: Sequence[str]) -> pd.DataFr
             {
                 "config": label,
                 "run_id": r.info.run_id,
+                "named": tags.get(label_tag) if label_tag else None,
                 **{m: r.data.metrics.get(m, np.nan) for m in metrics},
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if label_tag and len(table):
+        table["config"] = _tag_labels(table)
+    return table.drop(columns="named")
+
+
+def _tag_labels(table: pd.DataFrame) -> list[str]:
+    """The tag's value, + the other overrides where runs differ in them."""
+    names = [n if isinstance(n, str) and n else None for n in table["named"]]  # NaN: untagged
+    rests = []
+    for named, config in zip(names, table["config"], strict=True):
+        # drop the override that set the tag (model=alexnet for backbone=alexnet)
+        rests.append(" ".join(o for o in config.split() if o.split("=", 1)[-1] != named))
+    varied = len(set(rests)) > 1
+    return [
+        (f"{named} {rest}".strip() if varied else named) if named else config
+        for named, config, rest in zip(names, table["config"], rests, strict=True)
+    ]
+
+
+def latest_sweep(client, experiment: str) -> str | None:
+    """The run id of the newest multirun (sweep parent run) in ``experiment``, if any."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=5000
+    )
+    return next((r.info.run_id for r in runs if r.data.tags.get("medcls.role") == "sweep"), None)
 
 
 def pooled_predictions(
@@ -84,6 +123,17 @@ def _labels_and_preds(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     classes = [c[2:] for c in df.columns if c.startswith("p_")]
     index = {c: i for i, c in enumerate(classes)}
     return df["label"].map(index).to_numpy(), df[[f"p_{c}" for c in classes]].to_numpy().argmax(1)
+
+
+def bootstrap_units(df: pd.DataFrame) -> np.ndarray:
+    """What a bootstrap draws as one unit: the image's group (patient, lesion) where it has one,
+    else the image. Pooled fold/seed models predict each test image several times; drawing rows
+    independently would shrink the interval as if those were new images."""
+    units = df["path"].astype(str).to_numpy()
+    if "group" in df:
+        group = df["group"].astype(str).to_numpy()
+        units = np.where(group != "", "group:" + group, units)
+    return units
 
 
 def summarize(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -109,7 +159,7 @@ def add_bootstrap(
             cis.append("—")
             continue
         y, p = _labels_and_preds(df)
-        _, lo, hi = bootstrap_ci(y, p, METRICS[metric], n_boot=n_boot)
+        _, lo, hi = bootstrap_ci(y, p, METRICS[metric], n_boot=n_boot, groups=bootstrap_units(df))
         cis.append(f"[{lo:.4f}, {hi:.4f}]")
     summary[f"{metric} 95% CI (pooled test predictions)"] = cis
     return summary
@@ -126,17 +176,18 @@ def compare_configs(table: pd.DataFrame, client, a: str, b: str, metric: str, n_
             )
         df = pooled_predictions(client, ids)
         pcols = [c for c in df.columns if c.startswith("p_")]
-        preds[name] = df.groupby("path").agg({**{c: "mean" for c in pcols}, "label": "first"})
+        first = {c: "first" for c in ("label", "group") if c in df}
+        preds[name] = df.groupby("path").agg({**{c: "mean" for c in pcols}, **first})
     common = preds[a].index.intersection(preds[b].index)
     if common.empty:
         raise DataError(f"compare: {a!r} and {b!r} share no test images.")
-    y_a, p_a = _labels_and_preds(preds[a].loc[common])
+    shared = preds[a].loc[common].reset_index()
+    y_a, p_a = _labels_and_preds(shared)
     _, p_b = _labels_and_preds(preds[b].loc[common])
-    return {
-        "images": len(common),
-        "mcnemar": mcnemar(y_a, p_a, p_b),
-        "paired_bootstrap": paired_bootstrap(y_a, p_a, p_b, METRICS[metric], n_boot=n_boot),
-    }
+    boot = paired_bootstrap(
+        y_a, p_a, p_b, METRICS[metric], n_boot=n_boot, groups=bootstrap_units(shared)
+    )
+    return {"images": len(common), "mcnemar": mcnemar(y_a, p_a, p_b), "paired_bootstrap": boot}
 
 
 def write_outputs(

@@ -23,14 +23,17 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 METRICS: dict[str, Metric] = {"balanced_accuracy": balanced_accuracy, "accuracy": accuracy}
 
 
-def _resample(n: int, groups: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap indices; with ``groups``, whole groups (patients, lesions) are drawn."""
+def _resampler(n: int, groups: np.ndarray | None) -> Callable[[np.random.Generator], np.ndarray]:
+    """Draws bootstrap indices; with ``groups``, whole groups (patients, lesions, or one image
+    predicted by several models) are drawn together. Group members are found once, not per draw."""
     if groups is None:
-        return rng.integers(0, n, n)
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
-    drawn = rng.integers(0, len(uniq), len(uniq))
-    return np.concatenate([members[g] for g in drawn])
+        return lambda rng: rng.integers(0, n, n)
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
+    return lambda rng: np.concatenate(
+        [members[g] for g in rng.integers(0, len(members), len(members))]
+    )
 
 
 def bootstrap_ci(
@@ -45,9 +48,10 @@ def bootstrap_ci(
     """(point estimate, low, high) percentile bootstrap interval of ``metric``."""
     rng = np.random.default_rng(seed)
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    draw = _resampler(len(y_true), groups)
     values = []
     for _ in range(n_boot):
-        idx = _resample(len(y_true), groups, rng)
+        idx = draw(rng)
         values.append(metric(y_true[idx], y_pred[idx]))
     lo, hi = np.percentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return metric(y_true, y_pred), float(lo), float(hi)
@@ -85,9 +89,10 @@ def paired_bootstrap(
     resampling the same images for both."""
     rng = np.random.default_rng(seed)
     y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
+    draw = _resampler(len(y_true), groups)
     diffs = np.empty(n_boot)
     for i in range(n_boot):
-        idx = _resample(len(y_true), groups, rng)
+        idx = draw(rng)
         diffs[i] = metric(y_true[idx], pred_b[idx]) - metric(y_true[idx], pred_a[idx])
     observed = metric(y_true, pred_b) - metric(y_true, pred_a)
     # two-sided: how often the resampled difference falls on the other side of zero

@@ -7,8 +7,8 @@ import os
 import torch
 
 from medcls.data.records import DataError
-from medcls.models import create_model
 from medcls.tasks.classification import ClassificationTask
+from medcls.tasks.factory import create_task, create_task_model
 
 
 def read_checkpoint(path: str) -> dict:
@@ -30,12 +30,15 @@ def load_task(path: str, channels_last: bool = False) -> tuple[ClassificationTas
     ckpt = read_checkpoint(path)
     meta = ckpt["medcls"]
     model_cfg = {**meta["model"], "pretrained": False, "pretrained_file": None}
-    model = create_model(
-        **model_cfg,
+    task_cfg = meta.get("task")  # absent in checkpoints from before tasks: classification
+    model = create_task_model(
+        task_cfg,
+        model_cfg,
         num_classes=len(meta["class_names"]),
         image_size=meta["preprocess"]["image_size"],
     )
-    task = ClassificationTask(
+    task = create_task(
+        task_cfg,
         model,
         meta["class_names"],
         meta["mean"],

@@ -13,6 +13,8 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from medcls.metrics import ClassificationMetrics
+from medcls.metrics.classification import compute_metrics
+from medcls.metrics.open_set import RejectUnknown
 
 
 class ClassificationTask(pl.LightningModule):
@@ -100,37 +102,69 @@ class ClassificationTask(pl.LightningModule):
         loss = self.loss(logits, batch["label"])
         self.train_accuracy(logits, batch["label"])
         self.log("loss", loss, prog_bar=True, logger=False)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        # sync_dist: under DDP epoch values are averaged over the processes (a no-op otherwise)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         self.log("train/accuracy", self.train_accuracy, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch["image"]).float()
         if self.loss is not None:
-            self.log("val/loss", self.loss(logits, batch["label"]), on_epoch=True, prog_bar=False)
+            loss = self.loss(logits, batch["label"])
+            self.log("val/loss", loss, on_epoch=True, prog_bar=False, sync_dist=True)
         self.val_metrics.update(F.softmax(logits, dim=1), batch["label"])
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.val_metrics.reset()
-        self.log_dict({f"val/{k}": v for k, v in values.items()})
-        self.log("val/bacc", values["balanced_accuracy"], prog_bar=True, logger=False)
+        self.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)
+        self.log(
+            "val/bacc", values["balanced_accuracy"], prog_bar=True, logger=False, sync_dist=True
+        )
 
     def on_test_epoch_start(self) -> None:
         self._test_buffer = []
+        # Test images of classes outside the model's (ISIC 2019's UNK) come with a reject
+        # option from the datamodule (data.unknown=reject): they are scored as one extra class.
+        self._reject: RejectUnknown | None = getattr(
+            getattr(self.trainer, "datamodule", None), "unknown", None
+        )
+        self._test_class_names = list(self.class_names)
+        if self._reject is not None:
+            self._test_class_names.append(self._reject.name)
+        if self.test_metrics.class_names != self._test_class_names:
+            self.test_metrics = ClassificationMetrics(
+                self._test_class_names, self.test_metrics.positive
+            ).to(self.device)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         probs = F.softmax(self(batch["image"]).float(), dim=1)
+        if self._reject is not None:
+            probs = self._reject.extend(probs)  # (B, K+1)
         self.test_metrics.update(probs, batch["label"])
         self._test_buffer.append((probs.cpu(), batch["label"].cpu(), batch["index"].cpu()))
 
     def on_test_epoch_end(self) -> None:
-        self.test_results = self.test_metrics.compute()
-        cm = self.test_metrics.confusion_matrix().cpu().numpy()
+        probs, labels, index = (torch.cat(t) for t in zip(*self._test_buffer, strict=True))
+        if self.trainer.world_size > 1:
+            # DDP: every process saw a shard, which DistributedSampler pads with repeats. Gather
+            # all shards and score each image once (the predictions file lists every image).
+            probs, labels, index = _gather_once(self, probs, labels, index)
+            self.test_results, cm = compute_metrics(
+                probs, labels, self._test_class_names, self.test_metrics.positive
+            )
+        else:
+            self.test_results = self.test_metrics.compute()
+            cm = self.test_metrics.confusion_matrix()
         self.test_metrics.reset()
-        self.log_dict({f"test/{k}": v for k, v in self.test_results.items()})
-        probs, labels, index = (torch.cat(t).numpy() for t in zip(*self._test_buffer, strict=True))
-        self.test_outputs = {"probs": probs, "labels": labels, "index": index, "confusion": cm}
+        self.log_dict({f"test/{k}": v for k, v in self.test_results.items()}, sync_dist=True)
+        self.test_outputs = {
+            "probs": probs.numpy(),
+            "labels": labels.numpy(),
+            "index": index.numpy(),
+            "confusion": cm.cpu().numpy(),
+            "class_names": self._test_class_names,  # the model's, + the rejected class if any
+        }
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {
@@ -153,3 +187,14 @@ class ClassificationTask(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["medcls"] = self.meta
+
+
+def _gather_once(module: pl.LightningModule, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """All processes' ``(probs, labels, index)``, each image once (first occurrence, by index)."""
+    gathered = [module.all_gather(t.to(module.device)).flatten(0, 1).cpu() for t in tensors]
+    index = gathered[-1]
+    order = torch.argsort(index, stable=True)
+    first = torch.ones(len(order), dtype=torch.bool)
+    first[1:] = index[order][1:] != index[order][:-1]
+    keep = order[first]
+    return [t[keep] for t in gathered]

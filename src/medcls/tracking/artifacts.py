@@ -67,6 +67,36 @@ def write_per_class(
     return path
 
 
+# The paper layout (Zhao & Yoshino's Table 1): one row per metric, one column per class.
+TABLE1_ROWS = {"accuracy": "Acc", "precision": "Precision", "recall": "Recall", "f1": "F1-score"}
+
+
+def write_per_class_markdown(
+    path: str,
+    metrics: Mapping[str, float],
+    class_names: Sequence[str],
+    counts: Sequence[int],
+    title: str = "",
+) -> str:
+    """Per-class Acc (one-vs-rest), Precision, Recall, F1 in % as a Markdown table: rows are
+    metrics, columns classes (with their test support)."""
+    header = [""] + [f"{c} (n={int(n)})" for c, n in zip(class_names, counts, strict=True)]
+    lines = [
+        *([f"**{title}**", ""] if title else []),
+        "| " + " | ".join(header) + " |",
+        "|---" + "|---:" * len(class_names) + "|",
+    ]
+    for key, label in TABLE1_ROWS.items():
+        cells = []
+        for c in class_names:
+            value = metrics.get(f"{key}_{metric_safe(c)}")
+            cells.append("—" if value is None or value != value else f"{100 * value:.1f}%")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
 def plot_confusion_matrix(
     path: str, cm: np.ndarray, class_names: Sequence[str], title: str = ""
 ) -> str:
@@ -109,11 +139,21 @@ def write_skipped(path: str, skipped: Sequence[tuple[str, str]]) -> str | None:
 
 
 def write_isic_csv(
-    path: str, records: Sequence[Record], labels: np.ndarray, class_names: Sequence[str]
+    path: str,
+    records: Sequence[Record],
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    unknown_name: str = "UNK",
 ) -> str:
-    """The records as an ISIC-format ground truth (``image,<CLASS>...`` one-hot, upper-case)."""
-    onehot = np.eye(len(class_names), dtype=np.float64)[labels]
-    df = pd.DataFrame(onehot, columns=[c.upper() for c in class_names])
+    """The records as an ISIC-format ground truth (``image,<CLASS>...`` one-hot, upper-case).
+
+    Labels beyond ``class_names`` (images of an unknown class, ``data.unknown=reject``) go to
+    an ``unknown_name`` column, as in ISIC 2019's test ground truth."""
+    columns = [c.upper() for c in class_names]
+    if len(labels) and int(np.max(labels)) >= len(class_names):
+        columns.append(unknown_name.upper())
+    onehot = np.eye(len(columns), dtype=np.float64)[labels]
+    df = pd.DataFrame(onehot, columns=columns)
     df.insert(0, "image", [r.image_id for r in records])
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     df.to_csv(path, index=False, float_format="%.1f")

@@ -52,6 +52,20 @@ def set_tags(logger: MLFlowLogger, tags: Mapping[str, Any]) -> None:
         logger.experiment.set_tag(logger.run_id, k, str(v)[:5000])
 
 
+def reopen_run(client, run_id: str, checkpoint: str) -> None:
+    """A resumed run (``ckpt_path``, a requeued job) is RUNNING again: the error or
+    interruption recorded when it stopped goes, ``medcls.resumes`` counts the restarts."""
+    run = client.get_run(run_id)
+    tags = run.data.tags
+    for key in ("medcls.error", "medcls.interrupted"):
+        if key in tags:
+            client.delete_tag(run_id, key)
+    client.set_tag(run_id, "medcls.resumes", str(int(tags.get("medcls.resumes", 0)) + 1))
+    client.set_tag(run_id, "medcls.resumed_from", os.path.abspath(checkpoint))
+    if run.info.status != "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+
+
 def log_artifacts(
     logger: MLFlowLogger, paths: Iterable[str], artifact_path: str | None = None
 ) -> None:
@@ -65,7 +79,11 @@ def log_artifacts(
 
 def run_location(logger: MLFlowLogger) -> str:
     uri = logger._tracking_uri or "(default)"
+    # a tracking server is its own UI; a local store is opened with medcls-ui (MLflow UI on it)
+    view = (
+        uri if uri.startswith(("http://", "https://")) else f"medcls-ui --backend-store-uri {uri}"
+    )
     return (
         f"MLflow run {logger.run_id} (experiment '{logger._experiment_name}') in {uri}\n"
-        f"  view it: mlflow ui --backend-store-uri {uri}"
+        f"  view it: {view}"
     )

@@ -1,9 +1,15 @@
 """One MLflow parent run per Hydra multirun; every job becomes its child.
 
 ``MLflowSweepCallback`` (registered in ``conf/hydra/default.yaml``) opens the parent run when a
-multirun starts and writes its id to ``<sweep dir>/mlflow_parent_run_id``; each job reads that
-file (it works across processes and machines: joblib, submitit, SLURM) and tags its own run with
+multirun starts, writes its id to ``<sweep dir>/mlflow_parent_run_id`` and hands it to every job
+in the job's own config (``hydra.job.env_set.MEDCLS_MLFLOW_PARENT_RUN_ID``, added to the sweep's
+Hydra overrides, which every launcher re-composes each job from: joblib and submitit processes,
+SLURM nodes, Ray workers without the sweep directory). Each job tags its own run with
 ``mlflow.parentRunId``, which is how the MLflow UI nests runs.
+
+For launchers that run jobs in parallel on this machine (joblib, submitit_local) a local SQLite
+store is switched to WAL mode; for launchers that leave the machine (SLURM, Ray) a SQLite store
+gets a warning: an MLflow server is the safer choice there.
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 log = logging.getLogger(__name__)
 PARENT_FILE = "mlflow_parent_run_id"
+PARENT_ENV = "MEDCLS_MLFLOW_PARENT_RUN_ID"
+# Launchers whose jobs all run on this machine / may run on other machines.
+LOCAL_PARALLEL_LAUNCHERS = ("hydra_joblib_launcher", "submitit_launcher.LocalLauncher")
+REMOTE_LAUNCHERS = ("submitit_launcher.SlurmLauncher", "hydra_ray_launcher")
 
 
 def _tracking(config: DictConfig) -> tuple[str | None, str]:
@@ -28,20 +38,36 @@ def _tracking(config: DictConfig) -> tuple[str | None, str]:
     )
 
 
+def _client(uri: str | None):
+    from medcls.tracking.store import RetryingMlflowClient
+
+    return RetryingMlflowClient(uri)
+
+
+def _launcher(config: DictConfig) -> str:
+    return str(((config.get("hydra") or {}).get("launcher") or {}).get("_target_", ""))
+
+
 class MLflowSweepCallback(Callback):
-    """Parent run per multirun (named ``<experiment>-<sweep time>``, tagged with the sweep id)."""
+    """Parent run per multirun (named ``<experiment>-<sweep time>``, tagged with the sweep id).
+
+    Args:
+        sqlite_wal: switch a local SQLite store to WAL mode when the launcher runs jobs in
+            parallel on this machine (``hydra.callbacks.mlflow_sweep.sqlite_wal=false``: don't).
+    """
+
+    def __init__(self, sqlite_wal: bool = True) -> None:
+        self.sqlite_wal = sqlite_wal
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not (config.get("logger") or {}).get("mlflow"):
             return
-        import mlflow
-
         uri, experiment = _tracking(config)
         sweep_dir = config.hydra.sweep.dir
         sweep_id = (
             os.path.relpath(sweep_dir, "multirun") if not os.path.isabs(sweep_dir) else sweep_dir
         )
-        client = mlflow.MlflowClient(uri)
+        client = _client(uri)
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
         run = client.create_run(
@@ -56,25 +82,52 @@ class MLflowSweepCallback(Callback):
         os.makedirs(sweep_dir, exist_ok=True)
         with open(os.path.join(sweep_dir, PARENT_FILE), "w") as f:
             f.write(run.info.run_id)
+        # Every launcher builds each job's config from the sweep's Hydra overrides: the parent
+        # id travels with it to any process or machine (Hydra sets it in the job's environment).
+        with read_write(config.hydra.overrides):
+            config.hydra.overrides.hydra.append(
+                f"++hydra.job.env_set.{PARENT_ENV}='{run.info.run_id}'"
+            )
         log.info("MLflow parent run %s for sweep %s", run.info.run_id, sweep_dir)
+        self._prepare_store(config, uri)
+
+    def _prepare_store(self, config: DictConfig, uri: str | None) -> None:
+        from medcls.tracking.store import enable_wal, sqlite_path
+
+        path = sqlite_path(uri)
+        if path is None:
+            return
+        launcher = _launcher(config)
+        if self.sqlite_wal and any(k in launcher for k in LOCAL_PARALLEL_LAUNCHERS):
+            if enable_wal(uri):
+                log.info("SQLite store %s in WAL mode for parallel jobs", path)
+        elif any(k in launcher for k in REMOTE_LAUNCHERS):
+            log.warning(
+                "Jobs of this sweep may run on other machines but MLflow writes to the SQLite "
+                "file %s: every job must see that path on a shared file system, and SQLite "
+                "locking over network file systems is fragile. An MLflow server is safer: "
+                "mlflow server --backend-store-uri sqlite:///%s --host 0.0.0.0, then "
+                "MLFLOW_TRACKING_URI=http://<host>:5000.",
+                path,
+                path,
+            )
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         # Hydra's sweeper raises as soon as a batch holds a failed job, so on_multirun_end never
         # runs then: keep the parent's counts current after every job (in the job's process).
-        if config.hydra.mode == RunMode.MULTIRUN:
+        if config.hydra.mode == RunMode.MULTIRUN and is_global_zero():
             self._update_parent(config, final=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._update_parent(config, final=True)
 
     def _update_parent(self, config: DictConfig, final: bool) -> None:
-        run_id = parent_run_id(config.hydra.sweep.dir)
-        if run_id is None:
+        env_set = config.hydra.job.get("env_set") or {}
+        run_id = env_set.get(PARENT_ENV) or parent_run_id(config.hydra.sweep.dir)
+        if run_id is None or not (config.get("logger") or {}).get("mlflow"):
             return
-        import mlflow
-
         uri, _ = _tracking(config)
-        client = mlflow.MlflowClient(uri)
+        client = _client(uri)
         run = client.get_run(run_id)
         children = client.search_runs(
             [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
@@ -84,6 +137,13 @@ class MLflowSweepCallback(Callback):
         client.set_tag(run_id, "medcls.failed_jobs", str(failed))
         if failed or final:
             client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+def is_global_zero() -> bool:
+    """False in the other processes of a distributed (DDP) job; only rank 0 talks to MLflow."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def is_multirun() -> bool:
@@ -111,27 +171,30 @@ def job_tags() -> dict[str, str]:
         "medcls.sweep_id": os.path.relpath(hc.sweep.dir, "multirun"),
         "medcls.job_num": str(hc.job.num),
     }
-    parent = parent_run_id(hc.sweep.dir)
+    env_set = hc.job.get("env_set") or {}
+    parent = env_set.get(PARENT_ENV) or parent_run_id(hc.sweep.dir)
     if parent:
         tags["mlflow.parentRunId"] = parent
     return tags
 
 
 def mark_failed(client, run_id: str, error: BaseException) -> None:
-    """Record why a run failed (Lightning itself sets the FAILED status inside fit/test)."""
-    client.set_tag(run_id, "medcls.error", f"{type(error).__name__}: {error}"[:5000])
-    client.set_terminated(run_id, "FAILED")
+    """Record why a run failed (Lightning itself sets the FAILED status inside fit/test). An
+    interruption (Ctrl-C, or SLURM preemption/timeout: submitit exits the job to requeue it)
+    leaves the run KILLED, not FAILED: a requeued job continues it (see ``ckpt_path``)."""
+    interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+    what = "interrupted" if interrupted else "error"
+    client.set_tag(run_id, f"medcls.{what}", f"{type(error).__name__}: {error}"[:5000])
+    client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
 
 
 def record_failed_job(cfg: DictConfig, error: BaseException) -> None:
     """A sweep job that failed before its MLflow run existed (bad data, bad config) still gets
     a FAILED child run carrying the error, so the sweep's table shows every job."""
-    if not (cfg.get("logger") or {}).get("mlflow"):
+    if not (cfg.get("logger") or {}).get("mlflow") or not is_global_zero():
         return
-    import mlflow
-
     uri, experiment = _tracking(cfg)
-    client = mlflow.MlflowClient(uri)
+    client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
     overrides = " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ""

@@ -17,6 +17,7 @@ from medcls.data.records import DataError
 from medcls.tracking.artifacts import (
     plot_confusion_matrix,
     write_per_class,
+    write_per_class_markdown,
     write_predictions,
     write_skipped,
 )
@@ -80,6 +81,50 @@ def positive_index(class_names: Sequence[str], positive: str | None) -> int:
     return list(class_names).index(positive)
 
 
+JOB_MARKER = ".scheduler_job_id"
+
+
+def scheduler_job_id() -> str | None:
+    """The id of the SLURM or submitit-local job this process belongs to: a requeued job keeps
+    its id (``scontrol requeue``; submitit_local restarts the job under the same controller)."""
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or None
+
+
+def is_requeued(cfg: DictConfig) -> bool:
+    """True when this job runs again after its scheduler stopped and requeued it (preemption,
+    or a timeout with ``hydra.launcher.max_num_timeout`` > 0): its output dir was started by
+    this very job before (see :func:`mark_scheduler_job`), or SLURM counts a restart."""
+    try:
+        if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+            return True
+    except ValueError:
+        pass
+    job = scheduler_job_id()
+    marker = os.path.join(cfg.paths.output_dir, JOB_MARKER)
+    if job is None or not os.path.isfile(marker):
+        return False
+    with open(marker) as f:
+        return f.read().strip() == job
+
+
+def mark_scheduler_job(cfg: DictConfig) -> None:
+    """Note the scheduler's job id in the output dir, for :func:`is_requeued`."""
+    job = scheduler_job_id()
+    if job is not None:
+        os.makedirs(cfg.paths.output_dir, exist_ok=True)
+        with open(os.path.join(cfg.paths.output_dir, JOB_MARKER), "w") as f:
+            f.write(job)
+
+
+def own_last_checkpoint(cfg: DictConfig) -> str | None:
+    """This run's own ``last.ckpt`` (where ``callbacks.last_checkpoint`` writes it, by default
+    ``<output dir>/checkpoints``), if it exists: what a requeued job continues from."""
+    last_cb = (cfg.get("callbacks") or {}).get("last_checkpoint") or {}
+    folder = last_cb.get("dirpath") or os.path.join(cfg.paths.output_dir, "checkpoints")
+    path = os.path.join(folder, f"{last_cb.get('filename') or 'last'}.ckpt")
+    return path if os.path.isfile(path) else None
+
+
 def newest_last_checkpoint(log_dir: str) -> str:
     found = glob.glob(os.path.join(log_dir, "**", "checkpoints", "last.ckpt"), recursive=True)
     found += glob.glob(os.path.join("multirun", "**", "checkpoints", "last.ckpt"), recursive=True)
@@ -98,8 +143,11 @@ def write_test_artifacts(
     class_names: Sequence[str],
     title: str,
 ) -> list[str]:
-    """Predictions CSV, per-class CSV, confusion-matrix PNG and skipped list, in ``out_dir``."""
+    """Predictions CSV, per-class CSV and Markdown table, confusion-matrix PNG and skipped
+    list, in ``out_dir``. ``outputs["class_names"]`` (the model's classes + a rejected
+    ``UNK``, see ``data.unknown``) wins over ``class_names``."""
     os.makedirs(out_dir, exist_ok=True)
+    class_names = list(outputs.get("class_names", class_names))
     records = [dm.records[i] for i in outputs["index"]]
     counts = np.bincount(outputs["labels"], minlength=len(class_names))
     paths = [
@@ -112,6 +160,9 @@ def write_test_artifacts(
         ),
         write_per_class(
             os.path.join(out_dir, "per_class_metrics.csv"), metrics, class_names, counts
+        ),
+        write_per_class_markdown(
+            os.path.join(out_dir, "per_class_metrics.md"), metrics, class_names, counts, title
         ),
         plot_confusion_matrix(
             os.path.join(out_dir, "confusion_matrix.png"), outputs["confusion"], class_names, title

@@ -13,6 +13,7 @@ from medcls.studies.report import (
     add_bootstrap,
     compare_configs,
     fetch_runs,
+    latest_sweep,
     runs_table,
     summarize,
     write_outputs,
@@ -32,6 +33,8 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
     if cfg.get("sweep_dir") and not parent:
         raise DataError(f"sweep_dir={cfg.sweep_dir} has no MLflow parent run id file.")
     experiment = cfg.experiment_name
+    if not parent and cfg.get("latest_sweep"):
+        parent = latest_sweep(client, experiment)
     if parent:
         experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
     metrics = list(cfg.metrics)
@@ -41,9 +44,10 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
             f"no finished runs in experiment {experiment!r}"
             + (f" under {parent}" if parent else "")
         )
-    table = runs_table(runs, metrics, list(cfg.ignore_keys))
+    table = runs_table(runs, metrics, list(cfg.ignore_keys), cfg.get("label_tag"))
     summary = summarize(table, metrics)
     summary = add_bootstrap(summary, table, client, cfg.bootstrap_metric, int(cfg.bootstrap))
+    summary, metrics = _display_names(summary, metrics, dict(cfg.get("metric_names") or {}))
     title = f"{cfg.title}: {len(runs)} runs, {len(summary)} configurations"
     _print(summary, metrics, cfg.layout, title)
     files = write_outputs(summary, metrics, cfg.layout, cfg.output_dir, title)
@@ -62,6 +66,16 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
             client.log_artifact(parent, f, "report")
     console.print(f"report written to {cfg.output_dir} (report.md, report.csv, report.png)")
     return summary
+
+
+def _display_names(
+    summary: pd.DataFrame, metrics: list[str], names: dict[str, str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Metric columns renamed for the printed and written tables (``metric_names``)."""
+    columns = {}
+    for m, shown in names.items():
+        columns.update({m: shown, f"{m} (mean)": f"{shown} (mean)"})
+    return summary.rename(columns=columns), [names.get(m, m) for m in metrics]
 
 
 def _print(summary: pd.DataFrame, metrics, layout: str, title: str) -> None:

@@ -16,26 +16,32 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
 from medcls.losses import create_loss
-from medcls.models import Classifier, create_model
+from medcls.metrics.groups import group_metrics
+from medcls.models import Classifier
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import read_checkpoint
+from medcls.tasks.factory import create_task, create_task_model
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import write_isic_csv, write_predictions
 from medcls.tracking.mlflow_run import (
     config_params,
     find_mlflow,
     git_commit,
+    reopen_run,
     run_location,
     set_tags,
 )
-from medcls.tracking.sweep import mark_failed
+from medcls.tracking.sweep import is_global_zero, is_multirun, mark_failed
 from medcls.utils.console import console, print_config_tree, print_metrics_table
 from medcls.utils.hardware import resolve_channels_last, resolve_precision
 from medcls.workflows.common import (
     build_datamodule,
     build_loggers,
+    is_requeued,
     log_run_files,
+    mark_scheduler_job,
     newest_last_checkpoint,
+    own_last_checkpoint,
     positive_index,
     resolved,
     write_test_artifacts,
@@ -61,11 +67,26 @@ def normalization(mode: str, model: Classifier, dm: ClassificationDataModule):
 
 
 def _resume(cfg: DictConfig) -> tuple[str | None, str | None]:
-    """(checkpoint to resume from, its MLflow run id)."""
+    """(checkpoint to resume from, its MLflow run id).
+
+    ``ckpt_path``: a checkpoint; ``last``: the newest last.ckpt under outputs/ and multirun/;
+    ``auto``: this run's own last.ckpt if it has one (a job started again in the same output
+    dir), else a fresh start. A job its scheduler requeued (SLURM or submitit_local: preemption,
+    or a timeout with ``hydra.launcher.max_num_timeout`` > 0) behaves as ``auto`` when
+    ``ckpt_path`` is unset.
+    """
     path = cfg.get("ckpt_path")
+    if not path and is_requeued(cfg):
+        path = "auto"
+        console.print("[bold]requeued job[/]: continuing from its own last.ckpt")
     if not path:
         return None, None
-    if path == "last":
+    if path == "auto":
+        path = own_last_checkpoint(cfg)
+        if path is None:
+            console.print("ckpt_path=auto: no last.ckpt in this run's output dir; starting fresh")
+            return None, None
+    elif path == "last":
         path = newest_last_checkpoint(os.path.join(cfg.paths.log_dir, cfg.task_name))
     meta = read_checkpoint(path)["medcls"]
     console.print(f"[bold]resuming[/] from {path}")
@@ -80,12 +101,15 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = cfg.paths.output_dir
     resume_path, resume_run = _resume(cfg)
+    if is_global_zero():
+        mark_scheduler_job(cfg)  # a requeue of this job will find it (and resume)
 
     dm = build_datamodule(cfg)
     dm.setup()
     model_cfg = resolved(cfg, "model")
-    model = create_model(
-        **model_cfg, num_classes=dm.num_classes, image_size=dm.preprocess.image_size
+    task_cfg = resolved(cfg, "task") or {"name": "classification"}
+    model = create_task_model(
+        task_cfg, model_cfg, num_classes=dm.num_classes, image_size=dm.preprocess.image_size
     )
     mean, std = normalization(cfg.data.normalize, model, dm)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
@@ -103,8 +127,10 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         "preprocess": dm.preprocess.to_dict(),
         "positive_class": positive,
         "dataset": dm.source_name,
+        "task": task_cfg,
     }
-    task = ClassificationTask(
+    task = create_task(
+        task_cfg,
         model,
         dm.class_names,
         mean,
@@ -130,14 +156,23 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, precision=precision, logger=loggers or False, callbacks=callbacks
+        cfg.trainer,
+        precision=precision,
+        logger=loggers or False,
+        callbacks=callbacks,
+        **_strategy_override(cfg),
     )
+    _check_distributed(trainer)
+    main_process = trainer.is_global_zero  # DDP: only rank 0 logs to MLflow and writes files
 
     mlf = find_mlflow(loggers)
     if mlf is not None:
         task.meta["mlflow_run_id"] = mlf.run_id  # the task keeps its own copy of meta
+    if mlf is not None and main_process:
         if resume_run is None:
             mlf.log_hyperparams(config_params(cfg))
+        else:  # RUNNING again, in the same MLflow run
+            reopen_run(mlf.experiment, mlf.run_id, resume_path)
         overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
         set_tags(
             mlf,
@@ -180,16 +215,50 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         extra["best checkpoint"] = trainer.checkpoint_callback.best_model_path
         if mlf is not None:  # lets medcls-ensemble run_ids=[...] find the weights
             set_tags(mlf, {"best_checkpoint": os.path.abspath(extra["best checkpoint"])})
-    print_metrics_table(metrics, f"{cfg.run_name}: test metrics", extra)
-    if mlf is not None:
-        console.print(run_location(mlf))
+    if main_process:
+        print_metrics_table(metrics, f"{cfg.run_name}: test metrics", extra)
+        if mlf is not None:
+            console.print(run_location(mlf))
     return metrics
+
+
+def _strategy_override(cfg: DictConfig) -> dict:
+    """DDP with ``freeze_backbone_epochs``: the frozen backbone gets no gradients for a while,
+    which plain DDP rejects; let DDP look for unused parameters then."""
+    if str(cfg.trainer.get("strategy", "auto")) == "ddp" and cfg.model.get(
+        "freeze_backbone_epochs", 0
+    ):
+        return {"strategy": "ddp_find_unused_parameters_true"}
+    return {}
+
+
+def _check_distributed(trainer: pl.Trainer) -> None:
+    """Lightning starts the extra DDP processes of a single machine by running this command
+    again; inside a multirun that would re-run the whole sweep in every process."""
+    from pytorch_lightning.strategies.launchers.subprocess_script import (
+        _SubprocessScriptLauncher,
+    )
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if (
+        is_multirun()
+        and isinstance(launcher, _SubprocessScriptLauncher)
+        and not trainer.strategy.cluster_environment.creates_processes_externally
+    ):
+        raise DataError(
+            "trainer=ddp with several devices in a multirun: Lightning would start each extra "
+            "process by re-running the whole sweep. Let the launcher start one process per GPU "
+            "(SLURM: hydra/launcher=slurm_gpu hydra.launcher.gpus_per_node=N "
+            "hydra.launcher.tasks_per_node=N trainer.devices=N), or train on several GPUs in a "
+            "single run (medcls-train trainer=ddp, without -m)."
+        )
 
 
 def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, loggers, resume_path):
     """Fit, then test the best checkpoint; write predictions (test, and validation = the
     out-of-fold predictions of a cross-validation fold) and log them."""
     out_dir = cfg.paths.output_dir
+    main_process = trainer.is_global_zero
     if cfg.get("train", True):
         trainer.fit(task, datamodule=dm, ckpt_path=resume_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -198,6 +267,18 @@ def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, logger
     if tested:  # test() restores the best checkpoint's weights into the task
         trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update({f"test/{k}": v for k, v in task.test_results.items()})
+    if tested and main_process:  # (under DDP the task gathered every process's predictions)
+        out = task.test_outputs  # patient/lesion level: the mean softmax over a group's images
+        group = group_metrics(
+            out["probs"],
+            out["labels"],
+            [dm.records[i].group for i in out["index"]],
+            out.get("class_names", dm.class_names),
+            task.test_metrics.positive,
+        )
+        metrics.update(group)
+        for lg in loggers if group else ():
+            lg.log_metrics(group)
         files = write_test_artifacts(
             out_dir,
             dm,
@@ -216,7 +297,7 @@ def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, logger
         )
         log_run_files(loggers, files)
 
-    if cfg.get("train", True) and len(dm.partitions["val"]):
+    if cfg.get("train", True) and len(dm.partitions["val"]) and main_process:
         if best and not tested:
             task.load_state_dict(read_checkpoint(best)["state_dict"], strict=False)
         val = predict_probs([task], dm.val_dataloader())

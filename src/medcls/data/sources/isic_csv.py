@@ -1,7 +1,10 @@
 """ISIC-format ground truth: ``image,MEL,NV,...`` one-hot rows (ISIC 2018 Task 3, ISIC 2019).
 
 ISIC 2019's ``UNK`` column is all zeros in the training data; such empty classes are dropped
-(``data.drop_empty_classes``) rather than becoming a class no image can teach.
+(``data.drop_empty_classes``) rather than becoming a class no image can teach. Its test data does
+hold ``UNK`` images: labels outside the class list follow ``data.unknown`` (``error``;
+``exclude``: left out; ``reject``: kept with label ``len(classes)``, test-only, and scored as a
+rejected class; see :mod:`medcls.metrics.open_set`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from medcls.data.sources.base import (
 )
 from medcls.data.sources.tables import read_csv_columns
 
+UNKNOWN_POLICIES = ("error", "exclude", "reject")
 FIX = "Set data.root, data.csv and data.images_dir (ISIC layout: image,MEL,NV,... one-hot CSV)."
 
 
@@ -81,18 +85,33 @@ def load_isic_csv(cfg: DictConfig) -> SourceData:
         classes = [str(c) for c in cfg.classes]
     split = "train" if cfg.get("test_csv") else None
 
+    policy = cfg.get("unknown", "error")
+    if policy not in UNKNOWN_POLICIES:
+        raise DataError(f"data.unknown={policy!r}: use one of {UNKNOWN_POLICIES}")
+
     def make(paths, labels, cols, split, csv_path):
-        out = []
+        out, unknown = [], []
         for p, y in zip(paths, labels, strict=True):
             name = cols[y]
             if name not in classes:
-                raise DataError(
-                    f"{csv_path}: image {p} has label {name!r}, not in data.classes={classes}. "
-                    "Add it to data.classes, or remove that row."
-                )
+                if policy == "error":
+                    raise DataError(
+                        f"{csv_path}: image {p} has label {name!r}, not in data.classes="
+                        f"{classes}. Add it to data.classes, remove that row, or set "
+                        "data.unknown=exclude (leave such images out) or reject (score them "
+                        "as a rejected class)."
+                    )
+                unknown.append(name)
+                if policy == "exclude":
+                    continue
             image_id = os.path.splitext(os.path.basename(p))[0]
-            out.append(
-                Record(p, classes.index(name), groups.get(image_id), split=split, source=cfg.name)
+            label = classes.index(name) if name in classes else len(classes)
+            out.append(Record(p, label, groups.get(image_id), split=split, source=cfg.name))
+        if unknown:
+            what = "left out" if policy == "exclude" else "kept for testing as a rejected class"
+            notes.append(
+                f"{csv_path}: {len(unknown)} image(s) of class(es) {sorted(set(unknown))} "
+                f"outside {classes}, {what} (data.unknown={policy})"
             )
         return out
 
