@@ -104,17 +104,18 @@ def test_study_on_synthetic_images(helpers, workdir: Path) -> None:
     not (HAM / "HAM10000_metadata.csv").is_file(), reason=f"HAM10000 not found at {HAM}"
 )
 def test_study_on_ham10000_at_64px(helpers, workdir: Path, cache_dir) -> None:
-    """The acceptance run: three small backbones (torchvision's ShuffleNetV2, timm's MobileNet
-    and RegNetY), 64 px, one short epoch, no pretraining, on CPU. (The attention EfficientNetV2
-    costs several times more per image; it runs in the synthetic study above.)"""
-    models = ["shufflenet", "mobilenet", "regnet"]
+    """The acceptance run: three backbones that train fast on a CPU (torchvision's AlexNet and
+    ShuffleNetV2, timm's MobileNet), 64 px, a short epoch, no pretraining. (The EfficientNets
+    cost several times more per image on a CPU, the attention one most: it runs in the
+    synthetic study above, and for a whole epoch in the README's table.)"""
+    models = ["alexnet", "shufflenet", "mobilenet"]
     data = [
         "data=ham10000",
         f"data.root={HAM}",
         "data.image_size=64",
-        "data.batch_size=64",
+        "data.batch_size=128",
         "trainer.max_epochs=1",
-        "++trainer.limit_train_batches=20",
+        "++trainer.limit_train_batches=8",
         f"paths.cache_dir={cache_dir}",
     ]
     study = _study(helpers, workdir, models, data, "backbones-ham10000")
