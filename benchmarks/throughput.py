@@ -1,6 +1,6 @@
 """Training throughput: medcls (its real ``run_train`` path) vs a bare PyTorch loop.
 
-    python benchmarks/throughput.py [--sizes 64 128] [--batch-size 64] [--model resnet18]
+    python benchmarks/throughput.py [--sizes 64 128] [--batch-size 128] [--model resnet18]
         [--steps 20] [--warmup 3] [--rounds 1] [--threads N]
         [--variant NAME="medcls overrides"]...   e.g. --variant fused="+optimizer.fused=true"
 
@@ -233,7 +233,7 @@ class Steps:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--model", default="resnet18")
     p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (>= 1)")
