@@ -64,6 +64,7 @@ def test_train_config_composes_and_resolves(
             "ham10000",
             "isic_csv",
             "covid_ct",
+            "combined",  # several of the above (data.sources), tests/data/test_combined.py
         }
         assert container["data"]["name"] not in (None, "???")
     elif group in ("model", "loss", "augmentation"):

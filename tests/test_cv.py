@@ -180,3 +180,10 @@ def test_report_prints_mean_and_std_of_the_folds(cv_run, helpers) -> None:
     assert ensemble["runs"].tolist() == [1], table
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert logged == {"report/report.md", "report/report.csv", "report/report.png"}
+
+
+def test_split_args_paths_go_to_both() -> None:
+    """The ensemble decodes the test images from the folds' own cache (paths.cache_dir)."""
+    _, ensemble, train = cv.split_args(["paths.cache_dir=/c", "ablation=no_gap,full", "tta=[x]"])
+    assert ensemble == ["paths.cache_dir=/c", "tta=[x]"]
+    assert train == ["paths.cache_dir=/c", "ablation=no_gap,full"]

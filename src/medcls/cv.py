@@ -3,7 +3,8 @@
 Runs ``medcls-train -m ... data.fold=range(0,k)`` (one MLflow parent run, one child per fold;
 folds stratified and grouped by patient/lesion, the test partition held out from all of them),
 then ``medcls-ensemble`` on the sweep: the fold models' averaged softmax on the test partition,
-group-level metrics, and out-of-fold metrics over every sample.
+group-level metrics, and out-of-fold metrics over every sample. Several configurations in one
+call (``ablation=no_gap,full``, or an experiment's sweep) are ensembled one by one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ def split_args(argv: list[str]) -> tuple[int, list[str], list[str]]:
             k = int(a[2:])
         elif a.startswith(("tta=", "+tta=")):
             ensemble.append(a.lstrip("+"))
+        elif a.startswith("paths."):
+            ensemble.append(a)  # e.g. paths.cache_dir: the ensemble reads the folds' decode cache
+            train.append(a)
         else:
             train.append(a)
     return k, ensemble, train
@@ -40,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if (rc := subprocess.call(train)) != 0:
         print(f"medcls-cv: training folds failed (exit {rc}); see {sweep_dir}", file=sys.stderr)
         return rc
-    ensemble = [sys.executable, "-m", "medcls.ensemble", f"sweep_dir={sweep_dir}", *ensemble_args]
+    # per_config: a sweep of several configurations (ablation=a,b) gets one ensemble each
+    ensemble = [
+        sys.executable, "-m", "medcls.ensemble", f"sweep_dir={sweep_dir}", "per_config=true",
+        *ensemble_args,
+    ]  # fmt: skip
     print("+", " ".join(ensemble[1:]), flush=True)
     return subprocess.call(ensemble)
 

@@ -1,4 +1,5 @@
-"""``medcls-ensemble sweep_dir=... | checkpoints=[...] | run_ids=[...] [tta=[hflip,vflip]]``."""
+"""``medcls-ensemble sweep_dir=... | checkpoints=[...] | run_ids=[...] [tta=[hflip,vflip]]``;
+``per_config=true``: one ensemble per configuration of the sweep (its folds)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from medcls.config import CONFIG_DIR, run_guarded
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="ensemble")
 def main(cfg: DictConfig) -> None:
-    from medcls.workflows.ensemble import run_ensemble
+    from medcls.workflows.ensemble import run_ensemble, run_ensembles_per_config
 
-    run_guarded(run_ensemble, cfg)
+    per_config = cfg.get("per_config") and cfg.get("sweep_dir")
+    run_guarded(run_ensembles_per_config if per_config else run_ensemble, cfg)
 
 
 if __name__ == "__main__":

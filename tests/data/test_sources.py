@@ -18,7 +18,7 @@ def by_class(src) -> Counter:
 
 
 def test_every_source_has_a_config(data_cfg) -> None:
-    names = {"synthetic", "imagefolder", "ham10000", "isic_csv", "covid_ct"}
+    names = {"synthetic", "imagefolder", "ham10000", "isic_csv", "covid_ct", "combined"}
     assert set(SOURCES) == names
     for name in names:
         assert data_cfg(name).source == name

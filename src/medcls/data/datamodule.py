@@ -14,6 +14,12 @@ from torch.utils.data import DataLoader
 from medcls.data.cache import DecodedImages, decode_all
 from medcls.data.class_map import match_classes
 from medcls.data.dataset import CachedDataset
+from medcls.data.extra_records import (
+    append_decoded,
+    check_no_overlap,
+    read_extra_records,
+    same_files,
+)
 from medcls.data.masks import attach_mask_files, mask_source
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
@@ -114,6 +120,8 @@ class ClassificationDataModule(pl.LightningDataModule):
         if unknown.size and cfg.get("test_partition") != "all":
             self.partitions["test"] = np.union1d(self.partitions["test"], unknown)
         self.partitions["all"] = kept
+        if cfg.get("extra_records"):  # e.g. pseudo-labels: they join training only
+            self._add_extra_records(str(cfg.extra_records))
         self._set_unknown(len(self.class_names))
         self._built = True
         log.info(
@@ -123,6 +131,34 @@ class ClassificationDataModule(pl.LightningDataModule):
             *(len(self.partitions[k]) for k in ("train", "val", "test")),
             len(self.skipped),
         )
+
+    def _add_extra_records(self, path: str) -> None:
+        """Append ``data.extra_records`` to the records and to the training partition."""
+        extra = read_extra_records(path, self.class_names)
+        check_no_overlap(extra, self.records_of("val"), f"data.extra_records={path}")
+        if in_test := len(same_files(extra, self.records_of("test"))):
+            self.notes.append(
+                f"{in_test} of data.extra_records={path} are test images: this run's test "
+                "metrics are not on unseen images (medcls-pseudo pool=test turns testing off)."
+            )
+        if not extra:
+            return
+        decoded = decode_all(
+            f"{self.source_name}-extra",
+            extra,
+            self.preprocess,
+            cache=self.cfg.cache,
+            cache_dir=self.cache_dir,
+            workers=self.cfg.get("decode_workers"),
+        )
+        first = len(self.records)
+        self.records = [*self.records, *extra]
+        self.labels = np.concatenate([self.labels, [r.label for r in extra]]).astype(np.int64)
+        self.decoded = append_decoded(self.decoded, decoded)
+        self.skipped = self.decoded.bad
+        added = first + np.flatnonzero(decoded.ok)
+        self.partitions["train"] = np.concatenate([self.partitions["train"], added])
+        log.info("data.extra_records: %d image(s) added to training from %s", added.size, path)
 
     def remap_to(
         self, model_classes: Sequence[str], class_map: Mapping[str, str] | None = None

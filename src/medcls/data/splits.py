@@ -27,6 +27,18 @@ def group_ids(records: Sequence[Record]) -> np.ndarray:
     )
 
 
+def strata(records: Sequence[Record]) -> np.ndarray:
+    """What splits stratify on: the label, or label × source when the records come from
+    several sources (``data=combined``), so every partition holds each source's classes in
+    proportion. With one source this is the label itself (splits stay as they were)."""
+    labels = np.array([r.label for r in records], dtype=np.int64)
+    names = sorted({r.source for r in records})
+    if len(names) < 2:
+        return labels
+    source_idx = np.array([names.index(r.source) for r in records], dtype=np.int64)
+    return labels * len(names) + source_idx
+
+
 def _kfold(idx: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int, seed: int):
     n_groups = len(set(groups[idx]))
     if n_groups < k:
@@ -72,6 +84,7 @@ def make_splits(
             (0 disables the test partition).
     """
     labels = np.array([r.label for r in records])
+    strat = strata(records)  # label (× source for combined data): what the folds balance
     groups = group_ids(records)
     splits = np.array([r.split for r in records], dtype=object)
     official = use_official_split and any(s is not None for s in splits)
@@ -95,19 +108,17 @@ def make_splits(
     elif test_fraction > 0:
         # An official validation set stays whole: the test part is carved from the rest.
         official_val = all_idx[splits == "val"] if official else all_idx[:0]
-        rest, test = _carve(
-            np.setdiff1d(all_idx, official_val), labels, groups, test_fraction, seed
-        )
+        rest, test = _carve(np.setdiff1d(all_idx, official_val), strat, groups, test_fraction, seed)
         pool = np.union1d(rest, official_val)
     else:
         pool, test = all_idx, all_idx[:0]
 
     if fold is not None:
-        train, val = _kfold(pool, labels, groups, num_folds, seed)[fold]
+        train, val = _kfold(pool, strat, groups, num_folds, seed)[fold]
     elif official and (splits[pool] == "val").any():
         val, train = pool[splits[pool] == "val"], pool[splits[pool] != "val"]
     else:
-        train, val = _carve(pool, labels, groups, val_fraction, seed)
+        train, val = _carve(pool, strat, groups, val_fraction, seed)
 
     out = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
     check_partitions(out, labels, groups, class_names, official=official)

@@ -1,7 +1,7 @@
 """Albumentations pipelines built from ``conf/augmentation`` lists of ``{OpName: kwargs}``.
 
-Any albumentations transform can be named in a config; augmentation runs on the cached uint8
-arrays, and normalisation happens later, on the batch, inside the task.
+Any albumentations transform (or medcls' ``AugMix``) can be named in a config; augmentation runs
+on the cached uint8 arrays, and normalisation happens later, on the batch, inside the task.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # never phone home on im
 import albumentations as A  # noqa: E402
 from omegaconf import DictConfig, ListConfig, OmegaConf  # noqa: E402
 
+from medcls.data.augmix import AugMix  # noqa: E402
 from medcls.data.records import DataError  # noqa: E402
+
+# Steps medcls adds to albumentations' own (same {OpName: kwargs} syntax in the configs).
+EXTRA_OPS: dict[str, type[A.BasicTransform]] = {"AugMix": AugMix}
 
 
 def create_transform(ops: Sequence[Any] | None, seed: int | None = None) -> A.Compose | None:
@@ -43,9 +47,12 @@ def create_transform(ops: Sequence[Any] | None, seed: int | None = None) -> A.Co
         if not isinstance(op, dict) or len(op) != 1:
             raise DataError(f"augmentation entry {op!r}: write each step as {{OpName: {{kwargs}}}}")
         ((name, kwargs),) = op.items()
-        cls = getattr(A, name, None)
+        cls = EXTRA_OPS.get(name) or getattr(A, name, None)
         if cls is None:
-            raise DataError(f"augmentation {name!r} is not an albumentations transform (A.{name}).")
+            raise DataError(
+                f"augmentation {name!r} is not an albumentations transform (A.{name}) "
+                f"nor one of medcls' {sorted(EXTRA_OPS)}."
+            )
         try:
             with warnings.catch_warnings():  # albumentations only warns about unknown arguments
                 warnings.filterwarnings("error", message=r".*not valid for transform")

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from medcls.models.attention_effnetv2 import add_nonlocal
-from medcls.models.backbone import create_backbone
+from medcls.models.backbone import create_backbone, resolve_library
 from medcls.models.heads import ClassifierHead
+from medcls.models.timm_backbone import input_size_kwargs
 
 
 class Classifier(nn.Module):
@@ -61,9 +62,10 @@ def create_model(
             MBConv blocks of a timm EfficientNet(V2), after its weights are loaded;
             ``nonlocal_reduction`` / ``nonlocal_subsample`` shape those blocks.
     """
-    backbone = create_backbone(
-        name, pretrained, pretrained_file, pool, library, **(timm_kwargs or {})
-    )
+    timm_kwargs = dict(timm_kwargs or {})
+    if resolve_library(name, library) == "timm":  # ViTs must be built at the data's image size
+        timm_kwargs = {**input_size_kwargs(name, image_size), **timm_kwargs}
+    backbone = create_backbone(name, pretrained, pretrained_file, pool, library, **timm_kwargs)
     if nonlocal_stages is not None:
         add_nonlocal(backbone, nonlocal_stages, nonlocal_reduction, nonlocal_subsample)
     if pool == "gap":

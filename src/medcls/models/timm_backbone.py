@@ -22,6 +22,14 @@ def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
     return tuple(f"{n}." for n in ([names] if isinstance(names, str) else names))
 
 
+def input_size_kwargs(name: str, image_size: int) -> dict[str, int]:
+    """``{"img_size": image_size}`` for timm networks built for one input size (ViT, DeiT, Swin
+    …: the patch grid and position embeddings are sized when the network is built; pretrained
+    position embeddings are resampled to it), ``{}`` for every other network."""
+    cfg = timm.models.get_pretrained_cfg(name)  # None for names timm does not know
+    return {"img_size": int(image_size)} if cfg is not None and cfg.fixed_input_size else {}
+
+
 def create_timm_backbone(
     name: str,
     pretrained: bool = False,

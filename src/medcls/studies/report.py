@@ -46,45 +46,74 @@ def fetch_runs(
 
 
 def runs_table(
-    runs, metrics: Sequence[str], ignore: Sequence[str], label_tag: str | None = None
+    runs,
+    metrics: Sequence[str],
+    ignore: Sequence[str],
+    label_tag: str | None = None,
+    ensemble: str = "rows",
 ) -> pd.DataFrame:
     """One row per run: its configuration label, run id and ``metrics``.
 
     ``label_tag``: name configurations by this MLflow tag (e.g. ``backbone``) instead of their
     overrides, in the order the runs started; overrides that differ between runs beyond the
     tagged one are appended, so differently configured runs are never pooled.
+
+    Ensemble runs are rows of their own (``ensemble (5 models) hflip``). An ensemble of one
+    configuration's fold models (``medcls-ensemble per_config=true``; tag ``medcls.config``)
+    gets that configuration's label too: appended to its row name (``ensemble="rows"``), or,
+    with ``ensemble="columns"``, as the configuration's own label plus an ``ensemble`` column
+    (True), so :func:`summarize` turns its metrics into columns of the configuration's row.
     """
     if label_tag:
         runs = sorted(runs, key=lambda r: r.info.start_time or 0)
     rows = []
     for r in runs:
         tags = r.data.tags
-        label = config_label(tags.get("overrides", ""), ignore) or tags.get(
-            "mlflow.runName", r.info.run_id
-        )
+        of_config = tags.get("medcls.role") == "ensemble" and "medcls.config" in tags
+        overrides = tags["medcls.config"] if of_config else tags.get("overrides", "")
+        label = config_label(overrides, ignore) or tags.get("mlflow.runName", r.info.run_id)
+        name = None
         if tags.get("medcls.role") == "ensemble":
-            label = f"ensemble ({len(tags.get('checkpoints', '').split())} models) {tags.get('tta', '')}".strip()
+            name = f"ensemble ({len(tags.get('checkpoints', '').split())} models) {tags.get('tta', '')}".strip()
+            label = label if of_config else name
         rows.append(
             {
                 "config": label,
                 "run_id": r.info.run_id,
                 "named": tags.get(label_tag) if label_tag else None,
+                "of_config": of_config,
+                "ensemble_name": name,
                 **{m: r.data.metrics.get(m, np.nan) for m in metrics},
             }
         )
     table = pd.DataFrame(rows)
     if label_tag and len(table):
-        table["config"] = _tag_labels(table)
-    return table.drop(columns="named")
+        table["config"] = _tag_labels(table, label_tag)
+    if len(table) and ensemble == "columns":
+        table.insert(2, "ensemble", table["of_config"].astype(bool))
+    elif len(table):
+        of = table["of_config"].astype(bool)
+        several = table.loc[~of & table["ensemble_name"].isna(), "config"].nunique() > 1
+        table.loc[of, "config"] = [
+            f"{n} · {c}" if several else n
+            for n, c in zip(table.loc[of, "ensemble_name"], table.loc[of, "config"], strict=True)
+        ]
+    return table.drop(columns=["named", "of_config", "ensemble_name"], errors="ignore")
 
 
-def _tag_labels(table: pd.DataFrame) -> list[str]:
+def _tag_labels(table: pd.DataFrame, label_tag: str | None = None) -> list[str]:
     """The tag's value, + the other overrides where runs differ in them."""
     names = [n if isinstance(n, str) and n else None for n in table["named"]]  # NaN: untagged
     rests = []
     for named, config in zip(names, table["config"], strict=True):
-        # drop the override that set the tag (model=alexnet for backbone=alexnet)
-        rests.append(" ".join(o for o in config.split() if o.split("=", 1)[-1] != named))
+        # drop the override that set the tag (model=alexnet for backbone=alexnet; ablation=...)
+        rests.append(
+            " ".join(
+                o
+                for o in config.split()
+                if o.split("=", 1)[-1] != named and o.split("=", 1)[0].lstrip("+~") != label_tag
+            )
+        )
     varied = len(set(rests)) > 1
     return [
         (f"{named} {rest}".strip() if varied else named) if named else config
@@ -137,7 +166,10 @@ def bootstrap_units(df: pd.DataFrame) -> np.ndarray:
 
 
 def summarize(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """``mean ± std`` (n runs) per configuration and metric."""
+    """``mean ± std`` (n runs) per configuration and metric; with an ``ensemble`` column (see
+    :func:`runs_table`) the ensemble runs' values go to ``<metric> (ensemble)`` columns."""
+    if "ensemble" in table:
+        return _with_ensemble_columns(table, metrics)
     g = table.groupby("config", sort=False)
     out = pd.DataFrame({"runs": g.size()})
     for m in metrics:
@@ -146,6 +178,27 @@ def summarize(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
             f"{a:.4f} ± {s:.4f}" if np.isfinite(a) else "—" for a, s in zip(mean, std, strict=True)
         ]
         out[f"{m} (mean)"] = mean
+    return out
+
+
+def _with_ensemble_columns(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """The fold runs summarised as usual, then each configuration's ensemble value per metric
+    (``mean ± std`` if it has several ensemble runs, ``—`` if none)."""
+    ens = table["ensemble"].astype(bool)
+    out = summarize(table.loc[~ens].drop(columns="ensemble"), metrics)
+    ensembles = summarize(table.loc[ens].drop(columns="ensemble"), metrics)
+    out = out.reindex(out.index.append(ensembles.index.difference(out.index, sort=False)))
+    out["runs"] = out["runs"].fillna(0).astype(int)
+    for m in metrics:
+        values = ensembles[f"{m} (mean)"].reindex(out.index)
+        several = ensembles["runs"].reindex(out.index).fillna(0) > 1
+        shown = ensembles[m].reindex(out.index)
+        out[f"{m} (ensemble)"] = [
+            s if many else (f"{v:.4f}" if np.isfinite(v) else "—")
+            for s, v, many in zip(shown, values, several, strict=True)
+        ]
+        out[f"{m} (ensemble) (mean)"] = values
+        out[m] = out[m].fillna("—")
     return out
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from medcls.callbacks import HeadFirstFinetuning
 from medcls.metrics import ClassificationMetrics
 from medcls.metrics.classification import compute_metrics
 from medcls.metrics.open_set import RejectUnknown
@@ -26,6 +27,9 @@ class ClassificationTask(pl.LightningModule):
     Args:
         model: ``(B, 3, S, S)`` float → ``(B, K)`` logits; a ``backbone`` attribute enables
             ``freeze_backbone_epochs``.
+        freeze_backbone_epochs / unfreeze_lr_factor: train only the head for that many
+            epochs, then everything with the LR × ``unfreeze_lr_factor``
+            (:class:`~medcls.callbacks.HeadFirstFinetuning`, which the task brings along).
         loss: ``(logits, target) → scalar``; ``None`` for evaluation-only use.
         optimizer / scheduler: factories (``functools.partial``) taking params / optimizer.
         meta: plain-python facts saved in every checkpoint (model config, classes,
@@ -42,6 +46,7 @@ class ClassificationTask(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         freeze_backbone_epochs: int = 0,
+        unfreeze_lr_factor: float = 0.1,
         channels_last: bool = False,
         positive_class: int = 1,
         meta: dict | None = None,
@@ -51,6 +56,7 @@ class ClassificationTask(pl.LightningModule):
         self.class_names = list(class_names)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.freeze_backbone_epochs = int(freeze_backbone_epochs)
+        self.unfreeze_lr_factor = float(unfreeze_lr_factor)
         self.channels_last = channels_last
         self.meta = dict(meta or {})
         self.register_buffer(
@@ -63,7 +69,6 @@ class ClassificationTask(pl.LightningModule):
         self.train_accuracy = MulticlassAccuracy(k, average="micro")
         self.val_metrics = ClassificationMetrics(self.class_names, positive_class)
         self.test_metrics = ClassificationMetrics(self.class_names, positive_class)
-        self._frozen = False
         self.test_results: dict[str, float] = {}
         self.test_outputs: dict[str, np.ndarray] = {}
         self._test_buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -78,23 +83,11 @@ class ClassificationTask(pl.LightningModule):
         return self.model(self.normalize(images))
 
     # -- two-stage fine-tuning ----------------------------------------------------------------
-    def _set_frozen(self, frozen: bool) -> None:
-        backbone = getattr(self.model, "backbone", None)
-        if backbone is None or frozen == self._frozen:
-            return
-        for p in backbone.parameters():
-            p.requires_grad_(not frozen)
-        self._frozen = frozen
-        backbone.train(self.training and not frozen)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self._frozen:  # frozen BatchNorm keeps its pretrained statistics
-            self.model.backbone.eval()
-        return self
-
-    def on_train_epoch_start(self) -> None:
-        self._set_frozen(self.current_epoch < self.freeze_backbone_epochs)
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Head first, then everything at a lower LR, when ``freeze_backbone_epochs`` > 0."""
+        if self.freeze_backbone_epochs <= 0:
+            return []
+        return [HeadFirstFinetuning(self.freeze_backbone_epochs, self.unfreeze_lr_factor)]
 
     # -- steps --------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -20,7 +20,9 @@ def write_predictions(
     labels: np.ndarray | None,
     class_names: Sequence[str],
 ) -> str:
-    """One row per image: path, image id, group, true and predicted class, p(class) columns."""
+    """One row per image: path, image id, group, (source,) true and predicted class,
+    p(class) columns. ``source`` is there when the images come from several sources
+    (``data=combined``)."""
     pred = probs.argmax(axis=1)
     df = pd.DataFrame(
         {
@@ -29,6 +31,8 @@ def write_predictions(
             "group": [r.group for r in records],
         }
     )
+    if len({r.source for r in records}) > 1:
+        df["source"] = [r.source for r in records]
     if labels is not None:
         df["label"] = [class_names[i] for i in labels]
     df["prediction"] = [class_names[i] for i in pred]
@@ -39,7 +43,7 @@ def write_predictions(
 
 
 # read back as text: ids like 000123 and class names like "0" must not become numbers
-TEXT_COLUMNS = dict.fromkeys(("path", "image_id", "group", "label", "prediction"), str)
+TEXT_COLUMNS = dict.fromkeys(("path", "image_id", "group", "source", "label", "prediction"), str)
 
 
 def read_predictions(path: str) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from medcls.tracking.artifacts import (
     write_predictions,
     write_skipped,
 )
+from medcls.tracking.classification_report import write_classification_report
 from medcls.tracking.mlflow_run import find_mlflow, log_artifacts
 from medcls.tracking.sweep import job_tags
 
@@ -143,9 +144,10 @@ def write_test_artifacts(
     class_names: Sequence[str],
     title: str,
 ) -> list[str]:
-    """Predictions CSV, per-class CSV and Markdown table, confusion-matrix PNG and skipped
-    list, in ``out_dir``. ``outputs["class_names"]`` (the model's classes + a rejected
-    ``UNK``, see ``data.unknown``) wins over ``class_names``."""
+    """Predictions CSV, per-class CSV and Markdown table, confusion-matrix PNG, skipped list
+    and sklearn's classification report (.txt, .csv), in ``out_dir``.
+    ``outputs["class_names"]`` (the model's classes + a rejected ``UNK``, see ``data.unknown``)
+    wins over ``class_names``."""
     os.makedirs(out_dir, exist_ok=True)
     class_names = list(outputs.get("class_names", class_names))
     records = [dm.records[i] for i in outputs["index"]]
@@ -168,6 +170,7 @@ def write_test_artifacts(
             os.path.join(out_dir, "confusion_matrix.png"), outputs["confusion"], class_names, title
         ),
         write_skipped(os.path.join(out_dir, "skipped_images.csv"), dm.skipped),
+        *write_classification_report(out_dir, outputs["probs"], outputs["labels"], class_names),
     ]
     return [p for p in paths if p]
 

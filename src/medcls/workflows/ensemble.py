@@ -6,6 +6,7 @@ a cross-validation sweep, the out-of-fold metrics over every sample's validation
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from medcls.data.records import DataError
 from medcls.metrics.classification import compute_metrics
 from medcls.metrics.groups import group_mean
+from medcls.studies.sweep_configs import sweep_configs
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import read_predictions, write_predictions
@@ -31,9 +33,11 @@ from medcls.workflows.common import (
 )
 
 
-def sweep_checkpoints(sweep_dir: str) -> list[str]:
-    """``<sweep_dir>/<job>/checkpoints/best.ckpt`` of every job, in job order."""
+def sweep_checkpoints(sweep_dir: str, jobs: list[str] | None = None) -> list[str]:
+    """``<sweep_dir>/<job>/checkpoints/best.ckpt`` of every job (or of ``jobs``), in job order."""
     found = glob.glob(os.path.join(sweep_dir, "*", "checkpoints", "best.ckpt"))
+    if jobs:
+        found = [p for p in found if os.path.basename(os.path.dirname(os.path.dirname(p))) in jobs]
     if not found:
         raise DataError(
             f"sweep_dir={sweep_dir}: no <job>/checkpoints/best.ckpt found; did the sweep train?"
@@ -49,7 +53,7 @@ def sweep_checkpoints(sweep_dir: str) -> list[str]:
 def resolve_checkpoints(cfg: DictConfig) -> list[str]:
     paths = list(cfg.get("checkpoints") or [])
     if cfg.get("sweep_dir"):
-        paths += sweep_checkpoints(cfg.sweep_dir)
+        paths += sweep_checkpoints(cfg.sweep_dir, list(cfg.get("jobs") or []))
     for run_id in cfg.get("run_ids") or []:
         import mlflow
 
@@ -67,9 +71,12 @@ def resolve_checkpoints(cfg: DictConfig) -> list[str]:
     return paths
 
 
-def oof_predictions(sweep_dir: str) -> pd.DataFrame | None:
-    """Every job's ``val_predictions.csv`` stacked (the out-of-fold predictions of a CV)."""
+def oof_predictions(sweep_dir: str, jobs: list[str] | None = None) -> pd.DataFrame | None:
+    """Every job's (or ``jobs``') ``val_predictions.csv`` stacked (the out-of-fold predictions
+    of a CV)."""
     files = sorted(glob.glob(os.path.join(sweep_dir, "*", "val_predictions.csv")))
+    if jobs:
+        files = [f for f in files if os.path.basename(os.path.dirname(f)) in jobs]
     if not files:
         return None
     return pd.concat(
@@ -87,8 +94,11 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
             raise DataError(
                 f"{p} has other classes or preprocessing than {paths[0]}; ensemble models of one study."
             )
+    jobs = list(cfg.get("jobs") or [])
     if cfg.get("sweep_dir") and cfg.get("data_from_sweep", True):
         job_cfg = glob.glob(os.path.join(cfg.sweep_dir, "*", "resolved_config.yaml"))
+        if jobs:
+            job_cfg = [p for p in job_cfg if os.path.basename(os.path.dirname(p)) in jobs]
         if job_cfg:  # the folds' own data config (same held-out test partition) and MLflow store
             job = OmegaConf.load(sorted(job_cfg)[0])
             with open_dict(cfg):
@@ -110,7 +120,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
         result.update(
             {f"group/{k}": v for k, v in compute_metrics(gp, gl, names, positive)[0].items()}
         )
-    oof = oof_predictions(cfg.sweep_dir) if cfg.get("sweep_dir") else None
+    oof = oof_predictions(cfg.sweep_dir, jobs) if cfg.get("sweep_dir") else None
     if oof is not None:
         if oof["path"].duplicated().any():
             raise DataError(
@@ -157,6 +167,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
                 "medcls.role": "ensemble",
                 "checkpoints": " ".join(os.path.abspath(p) for p in paths),
                 "tta": ",".join(cfg.get("tta") or []),
+                **(cfg.get("tags") or {}),
             },
         )
         mlf.log_metrics(result)
@@ -177,3 +188,27 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     if mlf is not None:
         console.print(run_location(mlf))
     return result
+
+
+def run_ensembles_per_config(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """One ensemble per configuration of ``cfg.sweep_dir`` (its jobs grouped by overrides, the
+    fold apart: e.g. each ablation row's fold models). Each is its own MLflow run under the
+    sweep's parent, tagged ``medcls.config`` (the overrides its models share) and with the
+    ``tags`` of its jobs (``ablation: no dropout``), which is how ``medcls-report`` puts it in
+    its configuration's row; files go to ``<output dir>/config<i>``. One configuration: the
+    plain :func:`run_ensemble` of the whole sweep, files in the output dir."""
+    groups = sweep_configs(cfg.sweep_dir)
+    results = {}
+    for i, (config, jobs) in enumerate(groups.items()):
+        sub = copy.deepcopy(cfg)
+        job_cfg = os.path.join(cfg.sweep_dir, jobs[0], "resolved_config.yaml")
+        tags = dict(OmegaConf.load(job_cfg).get("tags") or {}) if os.path.isfile(job_cfg) else {}
+        with open_dict(sub):
+            sub.jobs, sub.per_config = jobs, False
+            sub.tags = {**tags, **(cfg.get("tags") or {}), "medcls.config": config}
+            if len(groups) > 1:
+                sub.paths.output_dir = os.path.join(cfg.paths.output_dir, f"config{i}")
+                sub.run_name = "ensemble-" + "-".join([str(v) for v in tags.values()] or jobs)
+        console.print(f"[bold]ensemble {i + 1}/{len(groups)}[/]: jobs {', '.join(jobs)} ({config})")
+        results[config] = run_ensemble(sub)
+    return results

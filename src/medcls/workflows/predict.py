@@ -13,6 +13,7 @@ from medcls.data.dataset import CachedDataset
 from medcls.data.io import IMAGE_EXTENSIONS
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
+from medcls.explain.cams import write_predict_cams
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import write_predictions, write_skipped
@@ -52,6 +53,18 @@ def run_predict(cfg: DictConfig) -> str:
     os.makedirs(os.path.dirname(out), exist_ok=True)
     write_predictions(out, [records[i] for i in keep], probs, None, meta["class_names"])
     console.print(f"wrote {len(keep)} predictions to {out}")
+    if cfg.get("cam"):  # Grad-CAM of each image's predicted class, next to the CSV
+        cam_dir = os.path.splitext(out)[0] + "_gradcam"
+        pngs = write_predict_cams(
+            cam_dir,
+            task,
+            decoded.images[keep],
+            probs,
+            [records[i].image_id for i in keep],
+            meta["class_names"],
+            cfg.get("cam_target_layer"),
+        )
+        console.print(f"wrote {len(pngs)} Grad-CAM overlays to {cam_dir}")
     if decoded.bad:
         skipped = write_skipped(os.path.splitext(out)[0] + ".skipped.csv", decoded.bad)
         console.print(

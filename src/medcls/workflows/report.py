@@ -44,8 +44,13 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
             f"no finished runs in experiment {experiment!r}"
             + (f" under {parent}" if parent else "")
         )
-    table = runs_table(runs, metrics, list(cfg.ignore_keys), cfg.get("label_tag"))
+    table = runs_table(
+        runs, metrics, list(cfg.ignore_keys), cfg.get("label_tag"), cfg.get("ensemble", "rows")
+    )
     summary = summarize(table, metrics)
+    if "ensemble" in table:  # ensembles are columns: intervals and tests are of the fold models
+        metrics += [f"{m} (ensemble)" for m in metrics]
+        table = table.loc[~table.pop("ensemble")]
     summary = add_bootstrap(summary, table, client, cfg.bootstrap_metric, int(cfg.bootstrap))
     summary, metrics = _display_names(summary, metrics, dict(cfg.get("metric_names") or {}))
     title = f"{cfg.title}: {len(runs)} runs, {len(summary)} configurations"
@@ -74,8 +79,9 @@ def _display_names(
     """Metric columns renamed for the printed and written tables (``metric_names``)."""
     columns = {}
     for m, shown in names.items():
-        columns.update({m: shown, f"{m} (mean)": f"{shown} (mean)"})
-    return summary.rename(columns=columns), [names.get(m, m) for m in metrics]
+        for suffix in ("", " (mean)", " (ensemble)", " (ensemble) (mean)"):
+            columns[f"{m}{suffix}"] = f"{shown}{suffix}"
+    return summary.rename(columns=columns), [columns.get(m, m) for m in metrics]
 
 
 def _print(summary: pd.DataFrame, metrics, layout: str, title: str) -> None:

@@ -15,14 +15,17 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
+from medcls.explain.cams import run_test_cams
 from medcls.losses import create_loss
 from medcls.metrics.groups import group_metrics
+from medcls.metrics.sources import source_metrics, write_source_table
 from medcls.models import Classifier
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import read_checkpoint
 from medcls.tasks.factory import create_task, create_task_model
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import write_isic_csv, write_predictions
+from medcls.tracking.class_counts import write_class_counts
 from medcls.tracking.mlflow_run import (
     config_params,
     find_mlflow,
@@ -119,7 +122,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         "model": {
             k: v
             for k, v in model_cfg.items()
-            if k not in ("freeze_backbone_epochs", "channels_last")
+            if k not in ("freeze_backbone_epochs", "unfreeze_lr_factor", "channels_last")
         },
         "class_names": list(dm.class_names),
         "mean": [float(m) for m in mean],
@@ -139,6 +142,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         freeze_backbone_epochs=cfg.model.get("freeze_backbone_epochs", 0),
+        unfreeze_lr_factor=cfg.model.get("unfreeze_lr_factor", 0.1),
         channels_last=channels_last,
         positive_class=positive,
         meta=meta,
@@ -193,6 +197,11 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         hydra_dir = os.path.join(out_dir, ".hydra")  # Hydra's own record: config + overrides
         if os.path.isdir(hydra_dir):
             log_run_files(loggers, [hydra_dir], "hydra")
+    if main_process:  # images per class and partition: the data before the metrics
+        title = f"{cfg.run_name}: images per class"
+        log_run_files(
+            loggers, write_class_counts(out_dir, dm.class_names, dm.labels, dm.partitions, title)
+        )
 
     for note in dm.notes:
         log.warning(note)
@@ -211,6 +220,15 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         "precision": precision,
         "minutes": f"{(time.time() - started) / 60:.1f}",
     }
+    by_source = {  # data=combined: the balanced accuracy of each source's test images
+        k.split("/")[1]: v
+        for k, v in metrics.items()
+        if k.startswith("test/") and k.count("/") == 2 and k.endswith("/balanced_accuracy")
+    }
+    if by_source:
+        extra["balanced accuracy by source"] = " · ".join(
+            f"{name} {v:.4f}" for name, v in by_source.items()
+        )
     if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
         extra["best checkpoint"] = trainer.checkpoint_callback.best_model_path
         if mlf is not None:  # lets medcls-ensemble run_ids=[...] find the weights
@@ -279,6 +297,16 @@ def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, logger
         metrics.update(group)
         for lg in loggers if group else ():
             lg.log_metrics(group)
+        by_source = source_metrics(  # data=combined: test/<source>/<metric> too
+            out["probs"],
+            out["labels"],
+            [dm.records[i].source for i in out["index"]],
+            out.get("class_names", dm.class_names),
+            task.test_metrics.positive,
+        )
+        metrics.update(by_source)
+        for lg in loggers if by_source else ():
+            lg.log_metrics(by_source)
         files = write_test_artifacts(
             out_dir,
             dm,
@@ -295,7 +323,14 @@ def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, logger
                 dm.class_names,
             )
         )
+        if by_source:
+            files.append(
+                write_source_table(os.path.join(out_dir, "per_source_metrics.csv"), by_source)
+            )
         log_run_files(loggers, files)
+        cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: Grad-CAM overlays
+        if run_test_cams(cfg.get("cam"), task, dm, out, cam_dir):
+            log_run_files(loggers, [cam_dir], "gradcam")
 
     if cfg.get("train", True) and len(dm.partitions["val"]) and main_process:
         if best and not tested:

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
+from medcls.data.exclude import apply_exclusions
 from medcls.data.records import DataError
 from medcls.data.sources.base import SourceData
+from medcls.data.sources.combined import load_combined
 from medcls.data.sources.covid_ct import load_covid_ct
 from medcls.data.sources.ham10000 import load_ham10000
 from medcls.data.sources.imagefolder import load_imagefolder
@@ -20,14 +22,15 @@ SOURCES: dict[str, Callable[[DictConfig], SourceData]] = {
     "ham10000": load_ham10000,
     "isic_csv": load_isic_csv,
     "covid_ct": load_covid_ct,
+    "combined": load_combined,  # several of the above as one dataset
 }
 
 
 def load_source(cfg: DictConfig) -> SourceData:
-    """Read the dataset described by a ``conf/data`` config."""
+    """Read the dataset described by a ``conf/data`` config, minus ``data.exclude``."""
     if cfg.source not in SOURCES:
         raise DataError(f"data.source={cfg.source!r} is unknown; choose one of {sorted(SOURCES)}.")
-    return SOURCES[cfg.source](cfg)
+    return apply_exclusions(SOURCES[cfg.source](cfg), cfg.get("exclude"))
 
 
 __all__ = ["SOURCES", "SourceData", "load_source"]

@@ -1,0 +1,86 @@
+"""Grad-CAM heat maps: shape and range on a tiny ResNet, the automatic target layer, the
+override, models it refuses, and that the map points at the evidence."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medcls.data.records import DataError
+from medcls.explain import find_target_layer, gradcam_heatmaps, task_heatmaps
+from medcls.models import create_model
+
+
+@pytest.fixture(scope="module")
+def resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return create_model("resnet18", num_classes=3, pretrained=False, image_size=64)
+
+
+def test_heatmaps_of_a_resnet_at_64px(resnet) -> None:
+    images = torch.randn(5, 3, 64, 64)
+    name, layer = find_target_layer(resnet, 64)
+    assert name == "backbone.layer4"  # the last conv stage
+    resnet.train()
+    maps = gradcam_heatmaps(resnet, images, layer, classes=[0, 1, 2, 0, 1], batch_size=2)
+    assert maps.shape == (5, 64, 64) and maps.dtype == np.float32
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+    assert np.isclose(maps.reshape(5, -1).max(axis=1), 1.0, atol=1e-4).sum() >= 1
+    assert resnet.training  # the caller's mode is restored
+    default = gradcam_heatmaps(resnet, images[:2], layer)  # predicted classes
+    predicted = resnet.eval()(images[:2]).argmax(1).tolist()
+    np.testing.assert_allclose(default, gradcam_heatmaps(resnet, images[:2], layer, predicted))
+
+
+def test_target_layer_override_and_bad_name(resnet) -> None:
+    name, layer = find_target_layer(resnet, 64, "backbone.layer3")
+    assert name == "backbone.layer3" and layer is resnet.backbone.layer3
+    maps = gradcam_heatmaps(resnet, torch.randn(2, 3, 64, 64), layer)
+    assert maps.shape == (2, 64, 64)
+    with pytest.raises(DataError, match=r"backbone\.nope.*backbone\.layer4"):
+        find_target_layer(resnet, 64, "backbone.nope")
+
+
+def test_map_points_at_the_evidence() -> None:
+    """Class 0's logit is the mean brightness: its map must light up the bright square."""
+    conv = nn.Conv2d(3, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight[:] = torch.tensor([1.0, -1.0]).view(2, 1, 1, 1).expand(2, 3, 1, 1)
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    images = torch.zeros(2, 3, 32, 32)
+    images[0, :, 2:10, 3:11] = 1.0  # top left
+    images[1, :, 20:30, 22:30] = 1.0  # bottom right
+    name, layer = find_target_layer(model, 32)
+    assert name == "1"  # the ReLU's map: the pooled (1×1) output is no spatial stage
+    maps = gradcam_heatmaps(model, images, layer, classes=[0, 0])
+    assert maps[0, 2:10, 3:11].mean() > 0.9 and maps[0, 16:, 16:].max() < 0.1
+    assert maps[1, 20:30, 22:30].mean() > 0.9 and maps[1, :16, :16].max() < 0.1
+
+
+def test_transformer_and_abn_are_refused() -> None:
+    vit = create_model(
+        "vit_tiny_patch16_224", num_classes=2, image_size=64, timm_kwargs={"img_size": 64}
+    )
+    with pytest.raises(DataError, match="vision transformer"):
+        find_target_layer(vit, 64)
+    abn = types.SimpleNamespace(forward_all=lambda x: x)
+    with pytest.raises(DataError, match="task=abn"):
+        task_heatmaps(abn, torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_task_heatmaps_take_uint8_images(resnet) -> None:
+    from medcls.tasks import ClassificationTask
+
+    task = ClassificationTask(resnet, ["a", "b", "c"], [0.5] * 3, [0.25] * 3).eval()
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    maps, name = task_heatmaps(task, images, [2, 1, 0])
+    assert name == "backbone.layer4" and maps.shape == (3, 64, 64)
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+    x = task.normalize(images)
+    np.testing.assert_allclose(
+        maps, gradcam_heatmaps(resnet, x, resnet.backbone.layer4, [2, 1, 0]), atol=1e-5
+    )

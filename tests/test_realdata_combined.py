@@ -1,0 +1,87 @@
+"""Smoke test on real data (skipped when ../shared/data is absent): ``data=combined`` of the
+EyePACS-AIROGS fundus photos and a capped second view of the same folder, mapped onto shared
+class names, with Grad-CAM overlays; then ``medcls-predict cam=true`` on one photo. 64 px,
+ResNet-10t from scratch, 1 epoch: it checks the plumbing on real files, not a result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+GLAUCOMA = Path(__file__).resolve().parents[2] / "shared" / "data" / "glaucoma_airogs"
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (GLAUCOMA / "RG").is_dir(), reason=f"glaucoma_airogs not found at {GLAUCOMA}"
+    ),
+]
+
+
+def test_airogs_combined_with_a_capped_view_and_gradcam(tmp_path, helpers, cache_dir) -> None:
+    uri = helpers.sqlite_uri(tmp_path / "combined.db")
+    proc = helpers.run_cli(
+        "medcls-train",
+        [
+            "data=combined",
+            "data.classes=[normal,glaucoma]",
+            "data.crop_black_border=true",
+            "+data@data.sources.airogs=glaucoma",
+            f"data.sources.airogs.root={GLAUCOMA}",
+            "+data.sources.airogs.class_map={NRG: normal, RG: glaucoma}",
+            "+data@data.sources.view2=glaucoma",
+            f"data.sources.view2.root={GLAUCOMA}",
+            "+data.sources.view2.class_map={NRG: normal, RG: glaucoma}",
+            "+data.sources.view2.max_per_class=40",
+            "data.image_size=64",
+            "model.name=resnet10t",
+            "trainer.max_epochs=1",
+            "cam.num_images=6",
+            "++trainer.enable_progress_bar=false",
+            "print_config=false",
+            f"paths.cache_dir={cache_dir}",
+            f"logger.mlflow.tracking_uri={uri}",
+            "experiment_name=combined_smoke",
+        ],
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "balanced accuracy by source" in proc.stdout
+    assert "appear in more than one source" in proc.stdout + proc.stderr
+
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("combined_smoke").experiment_id])
+    m = run.data.metrics
+    for source in ("airogs", "view2"):
+        for key in ("auroc_macro", "balanced_accuracy", "sensitivity", "specificity"):
+            assert 0.0 <= m[f"test/{source}/{key}"] <= 1.0, (source, key)
+    n_test = m["test/airogs/images"] + m["test/view2/images"]
+    assert m["test/view2/images"] < m["test/airogs/images"]  # 80 of 620 images are view2's
+
+    (out,) = [p.parent for p in tmp_path.glob("outputs/train/runs/*/test_predictions.csv")]
+    test = pd.read_csv(out / "test_predictions.csv")
+    val = pd.read_csv(out / "val_predictions.csv")
+    assert len(test) == n_test and set(test["source"]) == {"airogs", "view2"}
+    assert set(test["label"]) == {"normal", "glaucoma"}
+    assert not set(test["path"]) & set(val["path"])  # a file listed twice stays in one partition
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "gradcam")}
+    assert len(artifacts) == 6 + 1 and "gradcam/overview.png" in artifacts
+
+    photo = next((GLAUCOMA / "RG").iterdir())
+    proc = helpers.run_cli(
+        "medcls-predict",
+        [
+            f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}",
+            f"input={photo}",
+            "output=one/preds.csv",
+            "cam=true",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "one" / "preds_gradcam" / f"{photo.stem}.png").is_file()
