@@ -8,15 +8,20 @@ For the plain network and the attention network at each ``--reductions`` value (
 embedding is C/r of the expanded MBConv width C; 8 is conf/model/attention_effnetv2.yaml's):
 
   weights   parameters of the whole classifier (backbone + an 8-class linear head)
-  GMACs     multiply-accumulates of one forward pass of one image, counted by
-            torch.utils.flop_counter (convolutions, matmuls) plus the attention products
-            (θᵀφ and the weighted sum of g: 2·N·M·C' per block), which the counter does not see
-            inside the fused scaled-dot-product-attention kernel
-  peak MiB  peak resident memory of a process that builds the model and AdamW, then runs one
-            fp32 training step (forward, backward, optimiser) on a batch of random images;
-            "step MiB" is that peak minus the memory held just before the step (activations,
-            gradients, AdamW state). Each configuration runs in its own process, so one's
-            allocations cannot hide in another's peak.
+  GMACs     multiply-accumulates of one forward pass of one image, as torch.utils.flop_counter
+            counts them (convolutions, matmuls; FLOPs / 2). On CPU the counter sees the
+            attention products too (θᵀφ and the weighted sum of g, 2·N·M·C' per block: the
+            math path of scaled_dot_product_attention runs them as aten.bmm), so nothing is
+            added by hand. Each Non-local block's counted MACs are checked against the
+            analytic 4·N·C·C' (θ, φ, g, W_z) + 2·N·M·C': a fused kernel the counter cannot
+            see (other devices or torch builds) stops the script instead of under-counting.
+  peak MiB  peak resident memory (ru_maxrss) of the process that imports torch/timm, builds
+            the model and AdamW, then runs one fp32 training step (forward, backward,
+            optimiser) on a batch of random images: interpreter, libraries and weights
+            included, so it depends on the build and is not the cost of the step. "step MiB",
+            that peak minus the resident memory just before the step (activations, gradients,
+            AdamW state), is the figure to compare. Each configuration runs in its own process,
+            so one's allocations cannot hide in another's peak.
   step s    wall time of a second training step (machine load printed; indicative only)
 
 Pretrained weights are not needed (and not fetched): the structure alone sets these figures.
@@ -58,24 +63,35 @@ def measure(
     net = create_model(model, num_classes=classes, image_size=size, **kwargs)
     weights = sum(p.numel() for p in net.parameters())
 
-    attention_macs = []
+    blocks = {name: m for name, m in net.named_modules() if isinstance(m, NonLocalBlock)}
+    expected: dict[str, int] = {}  # analytic MACs of each Non-local block, batch 1
 
-    def count_attention(block: NonLocalBlock, inputs, output) -> None:
-        _, _, h, w = inputs[0].shape
-        keys = block.pool(torch.empty(1, 1, h, w)).numel()
-        attention_macs.append(2 * h * w * keys * block.inter_channels)
+    def analytic(name: str):
+        def hook(block: NonLocalBlock, inputs, output) -> None:
+            _, c, h, w = inputs[0].shape
+            n, inter = h * w, block.inter_channels
+            keys = block.pool(torch.empty(1, 1, h, w)).numel()
+            expected[name] = 4 * n * c * inter + 2 * n * keys * inter
 
-    hooks = [
-        m.register_forward_hook(count_attention)
-        for m in net.modules()
-        if isinstance(m, NonLocalBlock)
-    ]
+        return hook
+
+    hooks = [m.register_forward_hook(analytic(name)) for name, m in blocks.items()]
     net.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(torch.randn(1, 3, size, size))
     for h in hooks:
         h.remove()
-    macs = counter.get_total_flops() / 2 + sum(attention_macs)
+    macs = counter.get_total_flops() / 2
+    # The counter's per-module totals are keyed "<RootClass>.<module path>".
+    per_module = counter.get_flop_counts()
+    for name, want in expected.items():
+        got = sum(per_module.get(f"{type(net).__name__}.{name}", {}).values()) / 2
+        if got != want:
+            raise RuntimeError(
+                f"{name}: the flop counter saw {got:.0f} MACs, the block computes {want} "
+                "(convolutions + attention): this torch build hides the attention kernel from "
+                "the counter, or names modules differently"
+            )
 
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -100,7 +116,7 @@ def measure(
         "peak_mib": peak,
         "step_mib": peak - before,
         "step_s": seconds,
-        "nonlocal_blocks": len(attention_macs),
+        "nonlocal_blocks": len(blocks),
     }
 
 

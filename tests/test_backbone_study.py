@@ -61,6 +61,13 @@ def _study(helpers, workdir: Path, models: list[str], data: list[str], experimen
     return {"client": client, "runs": runs, "stdout": report.stdout, "dir": workdir / "report"}
 
 
+def _printed_rows(stdout: str) -> list[str]:
+    """First-column labels of the rich tables medcls-report prints (``│ label │ …``); a wrapped
+    cell's continuation lines have an empty first cell."""
+    cells = (line.split("│")[1].strip() for line in stdout.splitlines() if line.startswith("│"))
+    return [c for c in cells if c]
+
+
 def _check(study: dict, models: list[str]) -> None:
     runs, client = study["runs"], study["client"]
     assert sorted(r.data.tags["backbone"] for r in runs) == sorted(models)
@@ -69,17 +76,22 @@ def _check(study: dict, models: list[str]) -> None:
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert artifacts >= TABLE1_FILES, artifacts
     # Table 2: metrics as rows, one column per backbone, in the order they ran
+    # (after the run count, the paper's rows in its order, then any bootstrap CI rows)
     table = pd.read_csv(study["dir"] / "report.csv", index_col=0)
     assert list(table.columns) == models
-    assert [r for r in TABLE2_ROWS if r in table.index] == TABLE2_ROWS
+    rows = list(table.index)
+    assert rows[:5] == ["runs", *TABLE2_ROWS] and all("CI" in r for r in rows[5:]), rows
     for r in runs:
         acc = r.data.metrics["test/accuracy"]
         assert table.loc["Acc", r.data.tags["backbone"]].startswith(f"{acc:.4f}")
     header = next(line for line in study["stdout"].splitlines() if models[0] in line)
-    assert all(m in header for m in models)
+    assert sorted(models, key=header.find) == models and all(m in header for m in models)
     assert re.search(r"F1-score\s*│", study["stdout"])
-    md = (study["dir"] / "report.md").read_text()
-    assert "| Acc |" in md and (study["dir"] / "report.png").is_file()
+    printed = [r for r in _printed_rows(study["stdout"]) if r in ("runs", *TABLE2_ROWS)]
+    assert printed == ["runs", *TABLE2_ROWS], printed
+    md = (study["dir"] / "report.md").read_text().splitlines()
+    md_rows = [line.split("|")[1].strip() for line in md if line.startswith("| ")][1:]
+    assert md_rows == rows and (study["dir"] / "report.png").is_file()
 
 
 def test_study_on_synthetic_images(helpers, workdir: Path) -> None:

@@ -35,7 +35,6 @@ ALL_OPTIONS = [(g, o) for g in TRAIN_GROUPS for o in options(g)]
 REQUIRED = {
     "imagefolder": ["data.root=/data/folder"],
     "isic_csv": ["data.csv=gt.csv", "data.images_dir=images"],
-    "timm": ["model.name=resnet10t"],
 }
 
 

@@ -11,10 +11,17 @@ import torch
 from timm.models._efficientnet_blocks import InvertedResidual
 from torch import nn
 
-from medcls.models import NonLocalBlock, add_nonlocal, create_model
+from medcls.models import NonLocalBlock, add_nonlocal, attention_effnetv2, create_model
 
 # tf_efficientnetv2_s: stages 0-2 Fused-MBConv (no SE), then 6, 9 and 15 MBConv blocks with SE
 EFFNETV2_S_SE_BLOCKS = {3: 6, 4: 9, 5: 15}
+# The other EfficientNetV2s (timm's arch definitions): MBConv-with-SE blocks per stage; the
+# stages before are a stem-like ConvBnAct (M, L) and Fused-MBConv stages, without SE.
+OTHER_SE_BLOCKS = {
+    "efficientnetv2_rw_s": {3: 6, 4: 9, 5: 15},
+    "tf_efficientnetv2_m": {3: 7, 4: 14, 5: 18, 6: 5},
+    "tf_efficientnetv2_l": {3: 10, 4: 19, 5: 25, 6: 7},
+}
 
 
 def _nonlocal_blocks(model: nn.Module) -> list[NonLocalBlock]:
@@ -53,6 +60,45 @@ def test_identity_at_initialisation() -> None:
         add_nonlocal(model, "all", check=False)
         after = model(x)
     torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list(OTHER_SE_BLOCKS))
+def test_surgery_on_other_efficientnetv2s(name: str) -> None:
+    """One Non-local block in each SE-bearing MBConv, and still the plain network at first.
+    reduction=16 keeps the wide M/L stages' attention small (the structure is the same)."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=0).eval()
+    x = torch.randn(1, 3, 32, 32)  # the last stages see 1×1 maps: pooling must cope
+    with torch.no_grad():
+        before = model(x)
+    expected = OTHER_SE_BLOCKS[name]
+    assert add_nonlocal(model, "all", reduction=16, check=False) == sum(expected.values())
+    for i, stage in enumerate(model.blocks):
+        modified = [isinstance(b.se, nn.Sequential) for b in _se_blocks(stage)]
+        assert modified == [True] * expected.get(i, 0), i
+    assert len(_nonlocal_blocks(model)) == sum(expected.values())
+    with torch.no_grad():  # eval again: the new blocks were made in training mode
+        torch.testing.assert_close(model.eval()(x), before, rtol=0, atol=0)
+
+
+class _SwitchedOn(NonLocalBlock):
+    """A block whose BN scale does not start at zero: no longer the identity when inserted."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        nn.init.ones_(self.norm.weight)
+
+
+def test_surgery_check_catches_a_block_that_is_not_the_identity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = timm.create_model("test_efficientnet", num_classes=0)
+    add_nonlocal(model, "all")  # the real block passes the check
+    monkeypatch.setattr(attention_effnetv2, "NonLocalBlock", _SwitchedOn)
+    model = timm.create_model("test_efficientnet", num_classes=0)
+    with pytest.raises(RuntimeError, match="changed the network's output"):
+        add_nonlocal(model, "all")
+    assert add_nonlocal(timm.create_model("test_efficientnet"), "all", check=False) == 2
 
 
 def test_surgery_refuses_what_it_cannot_do() -> None:
@@ -116,8 +162,22 @@ def test_forward_backward_effnetv2_s_at_64px() -> None:
     nn.functional.cross_entropy(logits, y).backward()
     blocks = _nonlocal_blocks(model)
     assert len(blocks) == 30
-    for p in model.parameters():
-        assert p.grad is None or torch.isfinite(p.grad).all()
+    zero = set()
+    for name, p in model.named_parameters():
+        assert p.requires_grad and p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        if not p.grad.any():
+            zero.add(name)
+    # Exactly zero, by design: a Non-local block's θ, φ, g and W_z until its BN scale leaves
+    # zero (everything before that BN is multiplied by it; tests/models/test_non_local.py).
+    before_bn = {
+        f"{name}.{p}"
+        for name, m in model.named_modules()
+        if isinstance(m, NonLocalBlock)
+        for p, _ in m.named_parameters()
+        if not p.startswith("norm.")
+    }
+    assert zero == before_bn
     assert all(b.norm.weight.grad.abs().sum() > 0 for b in blocks)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from medcls.models import NonLocalBlock
 
@@ -66,6 +67,22 @@ def test_gradients_reach_every_weight_once_trained() -> None:
     _perturbed(block)(x).square().sum().backward()
     for name, p in block.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(("subsample", "keys"), [(True, 16), (False, 64)])
+def test_flop_counter_sees_the_attention(subsample: bool, keys: int) -> None:
+    """benchmarks/attention_memory.py counts MACs with FlopCounterMode alone: the counter must
+    see the attention inside scaled_dot_product_attention (θᵀφ and the weighted sum of g,
+    2·N·M·C'), else the benchmark under-counts; adding it by hand as well double-counted."""
+    batch, c, h, w = 2, 32, 8, 8
+    block = NonLocalBlock(c, reduction=4, subsample=subsample).eval()
+    n, inter = h * w, block.inter_channels
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        block(torch.randn(batch, c, h, w))
+    counts = {str(op): flops // 2 for op, flops in counter.get_flop_counts()["Global"].items()}
+    convs = counts.pop("aten.convolution")
+    assert convs == batch * 4 * n * c * inter  # θ, φ, g on x; W_z on y (1×1 convolutions)
+    assert sum(counts.values()) == batch * 2 * n * keys * inter, counts  # the attention
 
 
 def test_bad_reduction() -> None:
