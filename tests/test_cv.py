@@ -31,6 +31,19 @@ def test_k_below_two_is_refused(capsys) -> None:
     assert "k >= 2" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arg", ["k=four", "k=", "k=2.5"])
+def test_k_that_is_no_number_is_refused(capsys, arg) -> None:
+    assert cv.main([arg, "model.name=resnet10t"]) == 2  # before any training starts
+    err = capsys.readouterr().err
+    assert f"medcls-cv: {arg}: k is the number of folds" in err and "k=5" in err
+
+
+def test_the_cli_exits_2_without_a_traceback(helpers, tmp_path) -> None:
+    proc = helpers.run_cli("medcls-cv", ["k=four"], cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "k=four: k is the number of folds" in proc.stderr
+
+
 def balanced_accuracy_of(df: pd.DataFrame) -> tuple[float, list[str]]:
     """Balanced accuracy of a predictions CSV, recomputed from its p_* columns."""
     names = [c[2:] for c in df.columns if c.startswith("p_")]

@@ -13,13 +13,20 @@ import subprocess
 import sys
 import time
 
+from medcls.data.records import DataError
+
 
 def split_args(argv: list[str]) -> tuple[int, list[str], list[str]]:
     """(k, arguments for the ensemble, arguments for training)."""
     k, ensemble, train = 5, [], []
     for a in argv:
         if a.startswith("k="):
-            k = int(a[2:])
+            try:
+                k = int(a[2:])
+            except ValueError:
+                raise DataError(
+                    f"{a}: k is the number of folds, a whole number >= 2 (e.g. k=5)"
+                ) from None
         elif a.startswith(("tta=", "+tta=")):
             ensemble.append(a.lstrip("+"))
         elif a.startswith("paths."):
@@ -31,7 +38,11 @@ def split_args(argv: list[str]) -> tuple[int, list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    k, ensemble_args, train_args = split_args(sys.argv[1:] if argv is None else argv)
+    try:
+        k, ensemble_args, train_args = split_args(sys.argv[1:] if argv is None else argv)
+    except DataError as e:  # exit 2, as for a config error
+        print(f"medcls-cv: {e}", file=sys.stderr)
+        return 2
     if k < 2:
         print(f"medcls-cv: k={k}: cross-validation needs k >= 2", file=sys.stderr)
         return 2

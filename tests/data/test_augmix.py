@@ -1,4 +1,5 @@
-"""AugMix as an albumentations step on the uint8 cache: shape, range, dtype, seeding, config."""
+"""AugMix as an albumentations step on the uint8 cache: shape and dtype, that it changes images
+(severity 0: no geometry), seeding, that its settings reach timm's transform, config."""
 
 from __future__ import annotations
 
@@ -22,11 +23,60 @@ def fundus_like(size: int = 48) -> np.ndarray:
 
 @pytest.mark.parametrize("severity", [0, 3, 10])
 @pytest.mark.parametrize("shape", [(48, 48, 3), (40, 56, 3)])
-def test_output_shape_range_and_dtype(severity, shape) -> None:
+def test_shape_and_dtype_kept_and_the_image_changes(severity, shape) -> None:
     img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
-    out = create_transform([{"AugMix": {"severity": severity}}], seed=0)(image=img)["image"]
-    assert out.shape == shape and out.dtype == np.uint8
-    assert out.min() >= 0 and out.max() <= 255
+    t = create_transform([{"AugMix": {"severity": severity, "p": 1.0}}], seed=0)
+    outs = [t(image=img)["image"] for _ in range(5)]
+    assert all(o.shape == shape and o.dtype == np.uint8 for o in outs)
+    if severity:  # some draw mixes in a visible change (one alone may weigh ~0)
+        assert any(np.abs(o.astype(int) - img).mean() > 1 for o in outs)
+
+
+def square() -> np.ndarray:
+    img = np.zeros((48, 48, 3), np.uint8)
+    img[8:20, 10:30] = 255
+    return img
+
+
+def test_severity_zero_moves_nothing() -> None:
+    """Severity 0: no rotation, shear or shift (each op's strength is drawn in 0..severity),
+    so the square stays where it was; severity 1 already moves it in most draws."""
+    img, outside = square(), square() == 0
+    moved = {}
+    for severity in (0, 1):
+        t = create_transform([{"AugMix": {"severity": severity}}], seed=0)
+        outs = [t(image=img)["image"] for _ in range(20)]
+        moved[severity] = sum(int(o[outside].max() > 0) for o in outs)
+        if severity == 0:  # intensity-only ops (posterize to 4 bits) at most dim the square
+            assert min(int(o[~outside].min()) for o in outs) >= 240
+    assert moved[0] == 0 and moved[1] >= 10
+
+
+def test_settings_reach_timms_transform() -> None:
+    mix = AugMix(width=5, depth=2, alpha=0.5, blended=True, translate_fraction=0.2)._augmix()
+    assert (mix.width, mix.depth, mix.alpha, mix.blended) == (5, 2, 0.5, True)
+    assert {op.magnitude for op in mix.ops} == {3}  # severity's default
+    shifts = [op for op in mix.ops if op.name.startswith("Translate")]
+    assert shifts and all(op.hparams["translate_pct"] == 0.2 for op in shifts)
+    default = AugMix(severity=7)._augmix()
+    assert (default.width, default.depth, default.alpha) == (3, -1, 1.0)  # depth 1–3 per chain
+    assert {op.magnitude for op in default.ops} == {7}
+
+
+def test_a_wider_shift_moves_the_square_further() -> None:
+    """translate_fraction bounds the shift: only shift ops, at full strength."""
+    img = square()
+
+    def spread(fraction: float) -> float:
+        t = AugMix(severity=10, width=1, depth=1, translate_fraction=fraction)
+        mix = t._augmix()
+        mix.ops = [op for op in mix.ops if op.name.startswith("Translate")]
+        comp = A.Compose([t], seed=0)
+        return float(
+            np.mean([np.abs(comp(image=img)["image"].astype(int) - img).mean() for _ in range(20)])
+        )
+
+    assert spread(0.4) > spread(0.05) > 0
 
 
 def test_it_changes_the_image_and_stronger_changes_it_more() -> None:

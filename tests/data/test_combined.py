@@ -116,6 +116,12 @@ def test_list_form_and_default_classes(helpers, roots) -> None:
         ),
         (["+data.sources.b.class_map.suspect=normal"], r"b\.class_map names \['suspect'\]"),
         (["data.sources.a.max_per_class=0"], r"max_per_class=0: give a positive number"),
+        (
+            ["data.sources.a.max_per_class=abc"],
+            r"data\.sources\.a\.max_per_class=abc: give a positive number.*or null for no cap",
+        ),
+        (["+data.sources.b.max_images=2.5"], r"data\.sources\.b\.max_images=2\.5: give a positive"),
+        (["data.max_per_class=many"], r"^data\.max_per_class=many: give a positive number"),
         (["data.sources.a.source=null"], r"data\.sources\.a has no reader"),
         (["data.sources.a.root=/nonexistent/a"], r"/nonexistent/a"),
     ],

@@ -70,6 +70,35 @@ def test_relative_paths_and_paths_of_another_dataset(
     assert any("1 listed path(s) are not in this dataset" in n for n in src.notes)
 
 
+def test_a_list_that_matches_nothing_is_an_error(
+    data_cfg, folder_dataset, tmp_path, monkeypatch
+) -> None:
+    """Relative paths written in another directory (an audit run elsewhere) name files that
+    are not these: nothing would be excluded, so say why instead."""
+    cfg = data_cfg("imagefolder", root=str(folder_dataset))
+    first = load_source(cfg).records[0].path
+    relative = str(Path(first).relative_to(folder_dataset.parent))
+    cfg.exclude = write_list(tmp_path / "x.csv", [relative])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not where the relative paths were written
+    with pytest.raises(DataError) as err:
+        load_source(cfg)
+    message = str(err.value)
+    for part in (f"data.exclude={tmp_path / 'x.csv'}", str(elsewhere / relative), "medcls-audit"):
+        assert part in message, part
+    assert str(folder_dataset) in message  # one of the dataset's own paths
+    monkeypatch.chdir(folder_dataset.parent)  # where they were written: a plain exclusion
+    assert first not in {r.path for r in load_source(cfg).records}
+
+
+def test_a_list_with_no_rows_marked_is_no_error(data_cfg, folder_dataset, tmp_path) -> None:
+    cfg = data_cfg("imagefolder", root=str(folder_dataset))
+    n = len(load_source(cfg).records)
+    cfg.exclude = write_list(tmp_path / "x.csv", ["/elsewhere/a.jpg"], exclude=["False"])
+    assert len(load_source(cfg).records) == n
+
+
 def test_datamodule_trains_without_the_excluded(data_cfg, folder_dataset, tmp_path) -> None:
     cfg = data_cfg("imagefolder", root=str(folder_dataset), cache="memory", test_fraction=0.0)
     dropped = sorted(str(p) for p in (folder_dataset / "a").glob("*.jpg"))[:2]

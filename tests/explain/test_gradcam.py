@@ -1,5 +1,6 @@
-"""Grad-CAM heat maps: shape and range on a tiny ResNet, the automatic target layer, the
-override, models it refuses, and that the map points at the evidence."""
+"""Grad-CAM heat maps: shape, per-map scaling and the classes asked for on a tiny ResNet, the
+automatic target layer, the override, models it refuses, and that the map points at the
+evidence (also through a task's uint8 input and a strided conv)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,14 @@ def test_heatmaps_of_a_resnet_at_64px(resnet) -> None:
     resnet.train()
     maps = gradcam_heatmaps(resnet, images, layer, classes=[0, 1, 2, 0, 1], batch_size=2)
     assert maps.shape == (5, 64, 64) and maps.dtype == np.float32
-    assert maps.min() >= 0.0 and maps.max() <= 1.0
-    assert np.isclose(maps.reshape(5, -1).max(axis=1), 1.0, atol=1e-4).sum() >= 1
+    peaks = maps.reshape(5, -1).max(axis=1)  # each map scaled to its own maximum (or all 0)
+    assert np.all(np.isclose(peaks, 1.0, atol=1e-4) | (peaks == 0)) and (peaks > 0).any()
+    # the classes asked for are the ones explained (batching does not mix them up)
+    other = gradcam_heatmaps(resnet, images, layer, classes=[1, 2, 0, 1, 2])
+    assert not np.allclose(maps, other, atol=1e-3)
+    np.testing.assert_allclose(
+        maps[1:2], gradcam_heatmaps(resnet, images[1:2], layer, [1]), atol=1e-5
+    )
     assert resnet.training  # the caller's mode is restored
     default = gradcam_heatmaps(resnet, images[:2], layer)  # predicted classes
     predicted = resnet.eval()(images[:2]).argmax(1).tolist()
@@ -79,8 +86,35 @@ def test_task_heatmaps_take_uint8_images(resnet) -> None:
     images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
     maps, name = task_heatmaps(task, images, [2, 1, 0])
     assert name == "backbone.layer4" and maps.shape == (3, 64, 64)
-    assert maps.min() >= 0.0 and maps.max() <= 1.0
     x = task.normalize(images)
     np.testing.assert_allclose(
         maps, gradcam_heatmaps(resnet, x, resnet.backbone.layer4, [2, 1, 0]), atol=1e-5
     )
+
+
+def test_task_map_peaks_at_the_evidence_through_a_strided_conv() -> None:
+    """uint8 images through a task (normalisation, then a stride-4 3×3 conv whose class 0 is
+    brightness, class 1 darkness, then the mean): class 0's map must peak on the bright square,
+    off the diagonal so a transposed or flipped map fails; class 1's away from it."""
+    from medcls.tasks import ClassificationTask
+
+    conv = nn.Conv2d(3, 2, 3, stride=4, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight[:] = torch.tensor([1.0, -1.0]).view(2, 1, 1, 1).expand(2, 3, 3, 3) / 27
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    task = ClassificationTask(model, ["bright", "dark"], [0.5] * 3, [0.25] * 3).eval()
+    images = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    images[0, :, 4:20, 40:60] = 255  # top right
+    images[1, :, 44:60, 8:24] = 255  # bottom left
+    maps, name = task_heatmaps(task, images, [0, 0])
+    assert name == "1" and maps.shape == (2, 64, 64)
+    squares = [(slice(4, 20), slice(40, 60)), (slice(44, 60), slice(8, 24))]
+    for m, (rows, cols) in zip(maps, squares, strict=True):
+        r, c = np.unravel_index(m.argmax(), m.shape)
+        assert rows.start <= r < rows.stop and cols.start <= c < cols.stop, (r, c)
+        inside = np.zeros_like(m, dtype=bool)
+        inside[rows, cols] = True
+        assert m[inside].mean() > 4 * m[~inside].mean()
+    dark, _ = task_heatmaps(task, images[:1], [1])
+    r, c = np.unravel_index(dark[0].argmax(), dark[0].shape)
+    assert not (4 <= r < 20 and 40 <= c < 60)

@@ -105,6 +105,29 @@ def test_audit_finds_the_planted_problems(planted, helpers, workdir) -> None:
     assert again.clean and again.images == result.images - 5
 
 
+def test_a_relative_root_gives_absolute_paths_that_work_elsewhere(
+    planted, helpers, workdir, monkeypatch
+) -> None:
+    """Audited from the dataset's parent with a relative data.root; trained from another
+    directory: the list still matches (it holds absolute paths)."""
+    monkeypatch.chdir(planted["root"].parent)
+    cfg = helpers.compose_cfg(
+        ["data=imagefolder", "data.root=train", f"output={workdir / 'audit.csv'}"],
+        config_name="audit",
+    )
+    result = run_audit(cfg)
+    paths = pd.read_csv(result.csv, keep_default_na=False)["path"]
+    assert str(planted["bad"]) in set(paths) and all(Path(p).is_absolute() for p in paths)
+    monkeypatch.chdir(workdir)
+    cfg = helpers.compose_cfg(
+        audit_args(planted, f"data.exclude={result.csv}", "output=again/audit.csv"),
+        config_name="audit",
+    )
+    marked = set(pd.read_csv(result.csv).query("exclude")["path"])
+    assert len(marked) == 4  # unreadable, the pixel copy, both conflicting labels
+    assert run_audit(cfg).images == 6 * 2 + 2 * 2 + 4 - len(marked)
+
+
 def test_cli_exit_codes(planted, helpers, workdir) -> None:
     found = helpers.run_cli("medcls-audit", audit_args(planted, "output=a/audit.csv"), workdir)
     out = found.stdout + found.stderr

@@ -1,6 +1,7 @@
 """One short training run on data=combined (two image folders with different label names, one
 capped) with Grad-CAM overlays on: per-source test metrics in MLflow and the CSVs, overlays as
-artifacts; then medcls-predict cam=true on its checkpoint."""
+artifacts; then, on its checkpoint, medcls-ensemble and medcls-eval (per-source metrics too,
+eval with cam.num_images) and medcls-predict cam=true."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from medcls.explain.overlays import CAPTION, TILE
+from medcls.workflows.ensemble import run_ensemble
+from medcls.workflows.evaluate import run_eval
 from medcls.workflows.predict import run_predict
 from medcls.workflows.train import run_train
 
@@ -28,18 +31,21 @@ def trained(tmp_path_factory, helpers, mlflow_uri) -> dict:
         for label, (c, n) in enumerate(classes):
             for i in range(n):
                 helpers.write_image(base / src / c / f"{src}{c}{i:03d}.jpg", rng, label)
+    data = [
+        "data=combined",
+        "data.classes=[normal,glaucoma]",
+        "+data@data.sources.a=imagefolder",
+        f"data.sources.a.root={base / 'a'}",
+        "+data.sources.a.class_map={NRG: normal, RG: glaucoma}",
+        "+data.sources.a.max_per_class=16",
+        "+data@data.sources.b=imagefolder",
+        f"data.sources.b.root={base / 'b'}",
+        "+data.sources.b.class_map={healthy: normal}",  # Glaucoma: matched by name
+    ]
     with helpers.chdir(base):
         cfg = helpers.compose_cfg(
             helpers.train_overrides(
-                "data=combined",
-                "data.classes=[normal,glaucoma]",
-                "+data@data.sources.a=imagefolder",
-                f"data.sources.a.root={base / 'a'}",
-                "+data.sources.a.class_map={NRG: normal, RG: glaucoma}",
-                "+data.sources.a.max_per_class=16",
-                "+data@data.sources.b=imagefolder",
-                f"data.sources.b.root={base / 'b'}",
-                "+data.sources.b.class_map={healthy: normal}",  # Glaucoma: matched by name
+                *data,
                 "data.image_size=64",
                 "trainer.max_epochs=1",
                 "cam.num_images=4",
@@ -51,7 +57,18 @@ def trained(tmp_path_factory, helpers, mlflow_uri) -> dict:
     client = MlflowClient(tracking_uri=mlflow_uri)
     exp = client.get_experiment_by_name("combined-gradcam")
     (run,) = client.search_runs([exp.experiment_id])
-    return {"base": base, "out": out, "metrics": metrics, "client": client, "run": run}
+    return {
+        "base": base,
+        "out": out,
+        "metrics": metrics,
+        "client": client,
+        "run": run,
+        "data": data,
+        "ckpt": out / "checkpoints" / "best.ckpt",
+    }
+
+
+PER_SOURCE = ("test/a/auroc_macro", "test/b/balanced_accuracy", "test/b/sensitivity")
 
 
 def test_metrics_per_source_and_overall(trained) -> None:
@@ -106,6 +123,52 @@ def test_gradcam_overlays_logged(trained) -> None:
     assert logged == {f"gradcam/{n}" for n in names}
     top = {a.path for a in client.list_artifacts(run_id)}
     assert {"per_source_metrics.csv", "test_predictions.csv"} <= top
+
+
+def test_the_ensemble_reports_each_source(helpers, trained, workdir) -> None:
+    """medcls-ensemble on the combined data (one model, no TTA): the same per-source numbers
+    as the training run's test step, and its own per_source_metrics.csv."""
+    cfg = helpers.compose_cfg(
+        ["logger=none", *trained["data"], f"checkpoints=['{trained['ckpt']}']"],
+        config_name="ensemble",
+    )
+    result = run_ensemble(cfg)
+    for key in PER_SOURCE:
+        assert result[key] == pytest.approx(trained["metrics"][key], abs=1e-6), key
+    table = pd.read_csv(Path(cfg.paths.output_dir) / "per_source_metrics.csv", index_col="source")
+    assert table.loc["a", "images"] + table.loc["b", "images"] == len(
+        pd.read_csv(Path(cfg.paths.output_dir) / "ensemble_predictions.csv")
+    )
+
+
+def test_eval_reports_each_source_and_writes_gradcam(helpers, trained, workdir, mlflow_uri) -> None:
+    cfg = helpers.compose_cfg(
+        [
+            f"ckpt_path={trained['ckpt']}",
+            *trained["data"],
+            "print_config=false",
+            "trainer.precision=32-true",
+            "++trainer.enable_progress_bar=false",
+            "cam.num_images=2",
+            *helpers.mlflow_overrides(mlflow_uri, "combined-eval"),
+        ],
+        config_name="eval",
+    )
+    metrics = run_eval(cfg)
+    out = Path(cfg.paths.output_dir)
+    for key in PER_SOURCE:
+        assert metrics[key] == pytest.approx(trained["metrics"][key], abs=1e-6), key
+    assert (out / "per_source_metrics.csv").is_file()
+    cams = sorted(p.name for p in (out / "gradcam").glob("*.png"))
+    assert len(cams) == 2 + 1 and "overview.png" in cams
+    assert np.asarray(Image.open(out / "gradcam" / cams[0])).shape == (CAPTION + TILE, 2 * TILE, 3)
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("combined-eval").experiment_id])
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "gradcam")} == {
+        f"gradcam/{n}" for n in cams
+    }
+    assert "per_source_metrics.csv" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.metrics["test/b/sensitivity"] == pytest.approx(metrics["test/b/sensitivity"])
 
 
 def test_predict_with_cam_writes_overlays_next_to_the_csv(helpers, trained, workdir) -> None:

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from medcls.data.records import DataError
+from medcls.studies.pseudo_labels import effective_threshold
 from medcls.workflows import pseudo_label as pl
 
 
@@ -48,6 +49,21 @@ def test_parse_args_splits_study_and_training_arguments(tmp_path) -> None:
 def test_bad_arguments_are_named(arg, message) -> None:
     with pytest.raises(DataError, match=message):
         pl.parse_args([arg])
+
+
+def test_glaucoma_cv_defaults_select_what_its_smoothed_models_reach(helpers) -> None:
+    """``medcls-pseudo experiment=glaucoma_cv``: α=0.05 models aim at 0.975; the default
+    threshold 0.98, read on that scale, must be reachable (the raw 0.98 is not)."""
+    job = helpers.compose_cfg(["experiment=glaucoma_cv"])
+    alpha = pl.label_smoothing_of(job)
+    assert alpha == 0.05
+    s = pl.parse_args([])
+    reachable = 1 - alpha / 2
+    assert s.threshold > reachable  # why the raw threshold selected nothing
+    cut = effective_threshold(s.threshold, alpha, 2)
+    assert cut == pytest.approx(0.956) and cut < reachable
+    assert pl.label_smoothing_of(helpers.compose_cfg(["loss=ce"])) == 0.0
+    assert pl.label_smoothing_of(OmegaConf.create({"data": {}})) == 0.0  # no loss node
 
 
 def test_rounds_table_hides_test_auc_when_the_test_set_is_the_pool() -> None:
@@ -93,7 +109,7 @@ def folder_study(helpers, tmp_path_factory) -> dict:
     proc = helpers.run_cli(
         "medcls-pseudo",
         ["k=2", "rounds=1", f"pool={pool}", "threshold=0.51", "study_dir=study",
-         *tiny(helpers, uri, "pseudo_folder", root)],
+         *tiny(helpers, uri, "pseudo_folder", root), "loss.label_smoothing=0.1"],
         cwd=work,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -131,6 +147,10 @@ def test_each_round_is_a_run_under_the_study_run(folder_study) -> None:
         roles = sorted(c.data.tags.get("medcls.role", "fold") for c in children)
         assert roles == ["ensemble", "fold", "fold"]
     assert rounds[1].data.metrics["pseudo/images"] > 0
+    # the threshold the smoothed (α=0.1) models were held to, as printed
+    cut = effective_threshold(0.51, 0.1, 2)
+    assert rounds[1].data.metrics["pseudo/threshold"] == pytest.approx(cut)
+    assert f"top probability >= {cut:.4f}" in folder_study["out"]
     assert "pseudo_rounds.md" in {
         a.path for a in MlflowClient(folder_study["uri"]).list_artifacts(study.info.run_id)
     }

@@ -25,12 +25,14 @@ class AugMix(A.ImageOnlyTransform):
     """Mix ``width`` chains of 1–3 random PIL ops with the original image.
 
     Args:
-        severity: strength of every op, 0–10 (timm's magnitude; the paper's "0–10 levels").
+        severity: strength of every op, 0–10 (timm's magnitude; the paper's "0–10 levels"),
+            each op drawing its own strength in 0..severity. 0: the ops without a strength
+            (autocontrast, equalize; posterize to 4 bits) only, no rotation, shear or shift.
         width: number of augmentation chains mixed (Dirichlet(alpha) weights).
         depth: ops per chain; ``-1`` draws 1–3 per chain.
         alpha: Dirichlet / Beta parameter of the mixing weights.
         blended: timm's cheaper blended variant (approximate).
-        translate_fraction: largest translation as a fraction of the image side (timm: 0.45).
+        translate_fraction: largest shift as a fraction of the image side (timm: 0.45).
         p: probability of applying AugMix to an image.
 
     Shapes: ``(H, W, 3)`` uint8 → ``(H, W, 3)`` uint8 (geometry unchanged; masks untouched,
@@ -60,17 +62,18 @@ class AugMix(A.ImageOnlyTransform):
             bool(blended),
             float(translate_fraction),
         )
-        self._by_size: dict[int, Any] = {}  # timm transform per image side (translation scale)
+        self._transform: Any = None  # timm's, built on first use
 
-    def _augmix(self, side: int):
-        if side not in self._by_size:
+    def _augmix(self):
+        if self._transform is None:
             config = f"augmix-m{self.severity}-w{self.width}-a{self.alpha}-b{int(self.blended)}"
             if self.depth > 0:  # (timm's config string cannot spell -1, its default)
                 config += f"-d{self.depth}"
-            # timm's default translation (250 px) assumes ImageNet-sized images
-            hparams = {"translate_const": max(1, int(side * self.translate_fraction))}
-            self._by_size[side] = augment_and_mix_transform(config, hparams)
-        return self._by_size[side]
+            # AugMix translates by a fraction of the image side (timm's TranslateXRel/YRel read
+            # translate_pct; translate_const is for the absolute ops AugMix does not use)
+            hparams = {"translate_pct": self.translate_fraction}
+            self._transform = augment_and_mix_transform(config, hparams)
+        return self._transform
 
     def get_params(self) -> dict[str, int]:
         # drawn from albumentations' own (seeded) generator, so AugMix repeats run to run
@@ -87,7 +90,7 @@ class AugMix(A.ImageOnlyTransform):
         random.seed(augmix_seed)
         np.random.seed(augmix_seed)
         try:
-            out = self._augmix(min(img.shape[:2]))(Image.fromarray(img))
+            out = self._augmix()(Image.fromarray(img))
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)

@@ -2,9 +2,11 @@
 
 The list is a CSV with a ``path`` column, e.g. the report ``medcls-audit`` writes; when it has
 an ``exclude`` column only the rows marked true are excluded (the audit marks the copies to
-drop and keeps one image of each duplicate set). Paths match after ``os.path.abspath``
-(relative entries are taken relative to the working directory); generated ``synthetic://``
-addresses match as written.
+drop and keeps one image of each duplicate set, by absolute path). Paths match after
+``os.path.abspath`` (relative entries are taken relative to the working directory); generated
+``synthetic://`` addresses match as written. A list none of whose paths is in the dataset is an
+error (it was made for other files, or its relative paths for another working directory); one
+that matches some records only is noted (a list made on a larger set).
 """
 
 from __future__ import annotations
@@ -22,8 +24,13 @@ log = logging.getLogger(__name__)
 TRUE = {"1", "true", "yes", "y", "t"}
 
 
+def absolute(path: str) -> str:
+    """``path`` made absolute (against the working directory); ``synthetic://…`` as written."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def _key(path: str) -> str:
-    return path if "://" in path else os.path.normcase(os.path.abspath(path))
+    return os.path.normcase(absolute(path))
 
 
 def read_exclusion_list(csv_path: str) -> set[str]:
@@ -58,6 +65,15 @@ def apply_exclusions(src: SourceData, csv_path: str | None) -> SourceData:
     listed = read_exclusion_list(str(csv_path))
     kept: list[Record] = [r for r in src.records if _key(r.path) not in listed]
     excluded = len(src.records) - len(kept)
+    if listed and src.records and not excluded:
+        raise DataError(
+            f"data.exclude={csv_path}: none of its {len(listed)} path(s) is an image of "
+            f"{src.name} (e.g. it lists {min(listed)}, the dataset has "
+            f"{_key(src.records[0].path)}); relative paths are read against the working "
+            f"directory {os.getcwd()}. Use the list medcls-audit writes (absolute paths) for "
+            "these files: rerun medcls-audit with the same data.root and data options, and pass "
+            "its audit.csv."
+        )
     note = f"data.exclude={csv_path}: {excluded} of {len(src.records)} record(s) excluded"
     if len(listed) > excluded:  # fine for a list made on a larger set, suspicious otherwise
         note += f" ({len(listed) - excluded} listed path(s) are not in this dataset)"

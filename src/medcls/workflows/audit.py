@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from medcls.data.audit import ISSUES, LEAK, find_issues, scan_images, summarize
+from medcls.data.exclude import absolute
 from medcls.data.records import DataError, Record
 from medcls.data.sources import load_source
 from medcls.data.splits import make_splits
@@ -78,6 +79,8 @@ def run_audit(cfg: DictConfig) -> AuditResult:
     if note:
         console.print(f"[yellow]{note}[/]")
     issues = find_issues(records, src.class_names, scans, where)
+    # absolute paths: data.exclude=<this csv> matches from any working directory
+    issues["path"] = [absolute(p) for p in issues["path"]]
 
     csv = os.path.abspath(str(cfg.output))
     out_dir = os.path.dirname(csv)

@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger
 
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
+from medcls.metrics.sources import source_metrics, write_source_table
 from medcls.tracking.artifacts import (
     plot_confusion_matrix,
     write_per_class,
@@ -173,6 +174,44 @@ def write_test_artifacts(
         *write_classification_report(out_dir, outputs["probs"], outputs["labels"], class_names),
     ]
     return [p for p in paths if p]
+
+
+def source_results(
+    out_dir: str,
+    dm: ClassificationDataModule,
+    outputs: dict[str, np.ndarray],
+    class_names: Sequence[str],
+    positive: int,
+) -> tuple[dict[str, float], list[str]]:
+    """``data=combined``: the metrics of each source's evaluated images (``test/<source>/<metric>``)
+    and ``per_source_metrics.csv`` in ``out_dir``; ``({}, [])`` when all come from one source.
+
+    Shapes: ``outputs["probs"] (N, K)``, ``outputs["labels"] (N,)``, ``outputs["index"] (N,)``
+    (positions in ``dm.records``); ``outputs["class_names"]`` wins over ``class_names``.
+    """
+    metrics = source_metrics(
+        outputs["probs"],
+        outputs["labels"],
+        [dm.records[i].source for i in outputs["index"]],
+        list(outputs.get("class_names", class_names)),
+        positive,
+    )
+    if not metrics:
+        return {}, []
+    os.makedirs(out_dir, exist_ok=True)
+    return metrics, [write_source_table(os.path.join(out_dir, "per_source_metrics.csv"), metrics)]
+
+
+def source_summary(metrics: dict[str, float]) -> dict[str, str]:
+    """The printed summary's ``balanced accuracy by source`` line (nothing with one source)."""
+    by_source = {
+        k.split("/")[1]: v
+        for k, v in metrics.items()
+        if k.startswith("test/") and k.count("/") == 2 and k.endswith("/balanced_accuracy")
+    }
+    if not by_source:
+        return {}
+    return {"balanced accuracy by source": " · ".join(f"{n} {v:.4f}" for n, v in by_source.items())}
 
 
 def log_run_files(

@@ -1,7 +1,9 @@
 """Ensemble evaluation: average the softmax of fold models (or any checkpoints), with TTA.
 
-Also computes group-level metrics (softmax averaged over a patient's / lesion's images) and, for
-a cross-validation sweep, the out-of-fold metrics over every sample's validation prediction.
+Also computes group-level metrics (softmax averaged over a patient's / lesion's images), the
+metrics of each source of a combined dataset (``test/<source>/<metric>``,
+``per_source_metrics.csv``) and, for a cross-validation sweep, the out-of-fold metrics over
+every sample's validation prediction.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from medcls.workflows.common import (
     build_loggers,
     datamodule_for_checkpoint,
     log_run_files,
+    source_results,
+    source_summary,
     write_test_artifacts,
 )
 
@@ -120,6 +124,9 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
         result.update(
             {f"group/{k}": v for k, v in compute_metrics(gp, gl, names, positive)[0].items()}
         )
+    out_dir = cfg.paths.output_dir
+    by_source, source_files = source_results(out_dir, dm, out, names, positive)  # data=combined
+    result.update(by_source)
     oof = oof_predictions(cfg.sweep_dir, jobs) if cfg.get("sweep_dir") else None
     if oof is not None:
         if oof["path"].duplicated().any():
@@ -135,7 +142,6 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
             }
         )
 
-    out_dir = cfg.paths.output_dir
     os.makedirs(out_dir, exist_ok=True)
     outputs = {**out, "confusion": confusion.numpy()}
     files = write_test_artifacts(
@@ -150,6 +156,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
             names,
         )
     )
+    files += source_files
     if oof is not None:
         files.append(os.path.join(out_dir, "oof_predictions.csv"))
         oof.to_csv(files[-1], index=False)
@@ -174,6 +181,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
         log_run_files(loggers, files)
         mlf.finalize("success")
     extra = {"models": str(len(tasks)), "tta views": str(1 + len(cfg.get("tta") or []))}
+    extra.update(source_summary(result))
     print_metrics_table(
         result, f"ensemble of {len(tasks)} model(s) on {dm.source_name} ({cfg.split})", extra
     )

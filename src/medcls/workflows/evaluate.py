@@ -1,4 +1,5 @@
-"""Evaluation: a checkpoint on any configured dataset, with class names matched by name."""
+"""Evaluation: a checkpoint on any configured dataset, with class names matched by name; per
+source of a combined dataset too, and Grad-CAM overlays of a few images (``cam.num_images``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from medcls.explain.cams import run_test_cams
 from medcls.tasks.checkpoint import load_task
 from medcls.tracking.mlflow_run import (
     config_params,
@@ -23,6 +25,8 @@ from medcls.workflows.common import (
     build_loggers,
     datamodule_for_checkpoint,
     log_run_files,
+    source_results,
+    source_summary,
     write_test_artifacts,
 )
 
@@ -57,22 +61,32 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
         )
     trainer.test(task, datamodule=dm, verbose=False)
     metrics = {f"test/{k}": v for k, v in task.test_results.items()}
-    out_dir = cfg.paths.output_dir
+    out_dir, out = cfg.paths.output_dir, task.test_outputs
+    by_source, source_files = source_results(  # data=combined: test/<source>/<metric>
+        out_dir, dm, out, meta["class_names"], task.test_metrics.positive
+    )
+    metrics.update(by_source)
+    for lg in loggers if by_source else ():
+        lg.log_metrics(by_source)
     files = write_test_artifacts(
         out_dir,
         dm,
-        task.test_outputs,
+        out,
         task.test_results,
         meta["class_names"],
         f"{cfg.run_name} · {cfg.split}",
     )
-    log_run_files(loggers, files)
+    log_run_files(loggers, files + source_files)
+    cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: as medcls-train does
+    if run_test_cams(cfg.get("cam"), task, dm, out, cam_dir):
+        log_run_files(loggers, [cam_dir], "gradcam")
     print_metrics_table(
         metrics,
         f"{os.path.basename(cfg.ckpt_path)} on {dm.source_name} ({cfg.split}, {len(dm.partitions[cfg.split])} images)",
         {
             "skipped images": str(len(dm.skipped)),
             "predictions": os.path.join(out_dir, "test_predictions.csv"),
+            **source_summary(metrics),
         },
     )
     if mlf is not None:

@@ -3,8 +3,12 @@
 Round 0 is a plain K-fold CV. After each round the fold models predict an unlabelled *pool*;
 images predicted with top probability >= ``threshold`` (two classes: p >= 0.98 or <= 0.02)
 become hard-labelled training images of the next round, through ``data.extra_records`` (a CSV
-per fold), so the data layer stays one-way. Every round is one multirun (its MLflow run is
-the round's sweep run, fold jobs below it), and all rounds sit under one study run.
+per fold), so the data layer stays one-way. A model trained with ``loss.label_smoothing`` α
+never reaches 0.98 (it aims at ``1 - α(K-1)/K``), so the threshold is read on its own scale:
+``α/K + threshold·(1 - α)`` (0.98 with α=0.05: p >= 0.956 or <= 0.044), printed and logged as
+``pseudo/threshold``; see :func:`medcls.studies.pseudo_labels.effective_threshold`. Every
+round is one multirun (its MLflow run is the round's sweep run, fold jobs below it), and all
+rounds sit under one study run.
 
 Evaluation stays honest:
 
@@ -43,7 +47,7 @@ from medcls.data.dataset import CachedDataset
 from medcls.data.extra_records import same_files, write_extra_records
 from medcls.data.records import DataError, Record
 from medcls.metrics.classification import compute_metrics
-from medcls.studies.pseudo_labels import select_pseudo_labels
+from medcls.studies.pseudo_labels import effective_threshold, select_pseudo_labels
 from medcls.tasks.checkpoint import load_task, read_checkpoint
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import read_predictions
@@ -190,6 +194,11 @@ def _pool_loader(s: PseudoSettings, job: DictConfig, meta: dict):
     return records, DataLoader(ds, batch_size=int(job.data.batch_size)), None
 
 
+def label_smoothing_of(job: DictConfig) -> float:
+    """The α a round's models were trained with (``loss.label_smoothing``; 0 without)."""
+    return float((job.get("loss") or {}).get("label_smoothing") or 0.0)
+
+
 def label_pool(s: PseudoSettings, round_dir: str, next_dir: str) -> dict[str, float]:
     """The round's fold models label the pool; write the next round's CSV per fold.
 
@@ -200,6 +209,14 @@ def label_pool(s: PseudoSettings, round_dir: str, next_dir: str) -> dict[str, fl
     meta = next(iter(loaded.values()))[1]
     names = list(meta["class_names"])
     records, loader, hidden = _pool_loader(s, job, meta)
+    alpha = label_smoothing_of(job)
+    cut = effective_threshold(s.threshold, alpha, len(names))
+    if alpha:  # smoothed models never reach the raw threshold: say what it became
+        console.print(
+            f"pseudo-labels: top probability >= {cut:.4f} (threshold={s.threshold} between the "
+            f"targets {effective_threshold(0, alpha, len(names)):.4f} and "
+            f"{effective_threshold(1, alpha, len(names)):.4f} of loss.label_smoothing={alpha})"
+        )
     if s.labeller == "ensemble":  # the paper: the averaged fold models label every fold's pool
         out = predict_probs([t for t, _ in loaded.values()], loader, s.tta)
         per_fold = dict.fromkeys(loaded, out)
@@ -207,7 +224,7 @@ def label_pool(s: PseudoSettings, round_dir: str, next_dir: str) -> dict[str, fl
         per_fold = {fold: predict_probs([t], loader, s.tta) for fold, (t, _) in loaded.items()}
     counts, correct = [], 0
     for fold, out in per_fold.items():
-        rows, labels = select_pseudo_labels(out["probs"], s.threshold)
+        rows, labels = select_pseudo_labels(out["probs"], s.threshold, alpha)
         chosen = out["index"][rows]  # positions in ``records``
         write_extra_records(
             os.path.join(next_dir, CSV_PATTERN.format(fold=fold)),
@@ -218,6 +235,7 @@ def label_pool(s: PseudoSettings, round_dir: str, next_dir: str) -> dict[str, fl
         if hidden is not None:  # a diagnostic only: these labels never reach training
             correct += int((hidden[chosen] == labels).sum())
     stats = {
+        "pseudo/threshold": cut,  # the effective one, after label smoothing
         "pseudo/pool": float(len(loader.dataset)),
         "pseudo/images": float(np.mean(counts)),
         "pseudo/images_min": float(min(counts)),
@@ -363,20 +381,6 @@ def write_markdown(table: pd.DataFrame, path: str, title: str) -> str:
     return path
 
 
-def _warn_smoothing(job: DictConfig, threshold: float) -> None:
-    """Label smoothing α caps a model's confidence near 1 - α(K-1)/K: a higher threshold
-    would select (almost) nothing."""
-    alpha = float((job.get("loss") or {}).get("label_smoothing") or 0.0)
-    k = len(job.data.get("classes") or []) or 2
-    cap = 1.0 - alpha * (k - 1) / k
-    if alpha and threshold > cap:
-        console.print(
-            f"[yellow]warning:[/] loss.label_smoothing={alpha} trains towards p <= {cap:.3f}, "
-            f"so threshold={threshold} will pseudo-label few or no images; lower the "
-            "threshold or train with loss=ce."
-        )
-
-
 def run_pseudo(s: PseudoSettings) -> int:
     """Rounds 0..``s.rounds``; returns an exit code."""
     os.makedirs(s.study_dir, exist_ok=True)
@@ -390,7 +394,6 @@ def run_pseudo(s: PseudoSettings) -> int:
             return rc
         _, job = fold_checkpoints(round_dir)
         if r == 0:
-            _warn_smoothing(job, s.threshold)
             client, exp_id = _client(job)
             if client is not None:
                 study = _study_run(client, exp_id, s, job.logger.mlflow.experiment_name)
@@ -419,7 +422,11 @@ def run_pseudo(s: PseudoSettings) -> int:
     where = "pool = held-out test partition (labels hidden): AUC on the validation folds"
     if s.pool != "test":
         where = f"pool = {s.pool}: AUC on the labelled test partition and the validation folds"
-    title = f"pseudo-labelling, {s.k} folds, threshold {s.threshold} ({where})"
+    threshold = f"threshold {s.threshold}"
+    cut = rows[1]["metrics"].get("pseudo/threshold") if len(rows) > 1 else None
+    if cut is not None and abs(cut - s.threshold) > 1e-9:
+        threshold += f" (p >= {cut:.4f} after label smoothing)"
+    title = f"pseudo-labelling, {s.k} folds, {threshold} ({where})"
     md_path = write_markdown(table, os.path.join(s.study_dir, "pseudo_rounds.md"), title)
     print_rounds(table, title)
     if client is not None and study is not None:

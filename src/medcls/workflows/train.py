@@ -18,7 +18,6 @@ from medcls.data.records import DataError
 from medcls.explain.cams import run_test_cams
 from medcls.losses import create_loss
 from medcls.metrics.groups import group_metrics
-from medcls.metrics.sources import source_metrics, write_source_table
 from medcls.models import Classifier
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import read_checkpoint
@@ -47,6 +46,8 @@ from medcls.workflows.common import (
     own_last_checkpoint,
     positive_index,
     resolved,
+    source_results,
+    source_summary,
     write_test_artifacts,
 )
 
@@ -220,15 +221,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         "precision": precision,
         "minutes": f"{(time.time() - started) / 60:.1f}",
     }
-    by_source = {  # data=combined: the balanced accuracy of each source's test images
-        k.split("/")[1]: v
-        for k, v in metrics.items()
-        if k.startswith("test/") and k.count("/") == 2 and k.endswith("/balanced_accuracy")
-    }
-    if by_source:
-        extra["balanced accuracy by source"] = " · ".join(
-            f"{name} {v:.4f}" for name, v in by_source.items()
-        )
+    extra.update(source_summary(metrics))  # data=combined: each source's balanced accuracy
     if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
         extra["best checkpoint"] = trainer.checkpoint_callback.best_model_path
         if mlf is not None:  # lets medcls-ensemble run_ids=[...] find the weights
@@ -297,12 +290,8 @@ def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, logger
         metrics.update(group)
         for lg in loggers if group else ():
             lg.log_metrics(group)
-        by_source = source_metrics(  # data=combined: test/<source>/<metric> too
-            out["probs"],
-            out["labels"],
-            [dm.records[i].source for i in out["index"]],
-            out.get("class_names", dm.class_names),
-            task.test_metrics.positive,
+        by_source, source_files = source_results(  # data=combined: test/<source>/<metric>
+            out_dir, dm, out, dm.class_names, task.test_metrics.positive
         )
         metrics.update(by_source)
         for lg in loggers if by_source else ():
@@ -323,10 +312,7 @@ def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, logger
                 dm.class_names,
             )
         )
-        if by_source:
-            files.append(
-                write_source_table(os.path.join(out_dir, "per_source_metrics.csv"), by_source)
-            )
+        files += source_files
         log_run_files(loggers, files)
         cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: Grad-CAM overlays
         if run_test_cams(cfg.get("cam"), task, dm, out, cam_dir):

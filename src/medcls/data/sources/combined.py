@@ -151,11 +151,31 @@ def cap_records(
 
 
 def _positive_int(value: Any, key: str) -> int | None:
+    """A cap on images: a whole number >= 1 (``300``, ``"300"``, ``3e2``), or None (no cap)."""
     if value is None:
         return None
-    if int(value) < 1:
-        raise DataError(f"{key}={value}: give a positive number of images, or null for no cap.")
-    return int(value)
+    n = None
+    if isinstance(value, float) and value.is_integer():
+        n = int(value)
+    elif isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            n = int(str(value).strip())
+        except ValueError:
+            n = None
+    if n is None or n < 1:
+        raise DataError(
+            f"{key}={value}: give a positive number of images (a whole number such as "
+            f"{key}=300), or null for no cap."
+        )
+    return n
+
+
+def _cap(scfg: DictConfig, cfg: DictConfig, key: str, name: str) -> int | None:
+    """Source ``name``'s ``key`` (max_per_class / max_images), else the ``data.*`` default;
+    an error names whichever key the value came from."""
+    if key in scfg:
+        return _positive_int(scfg.get(key), f"data.sources.{name}.{key}")
+    return _positive_int(cfg.get(key), f"data.{key}")
 
 
 def load_combined(
@@ -200,13 +220,8 @@ def load_combined(
         before = len(records)
         records = cap_records(
             records,
-            _positive_int(
-                scfg.get("max_per_class", cfg.get("max_per_class")),
-                f"data.sources.{name}.max_per_class",
-            ),
-            _positive_int(
-                scfg.get("max_images", cfg.get("max_images")), f"data.sources.{name}.max_images"
-            ),
+            _cap(scfg, cfg, "max_per_class", name),
+            _cap(scfg, cfg, "max_images", name),
             seed,
         )
         if len(records) < before:
