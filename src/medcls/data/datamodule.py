@@ -25,7 +25,7 @@ from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
 from medcls.data.sources import load_source
 from medcls.data.sources.base import check_no_empty_class
-from medcls.data.splits import make_splits
+from medcls.data.splits import splits_for
 from medcls.data.transforms import create_transform
 from medcls.metrics.open_set import RejectUnknown
 
@@ -106,16 +106,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         if cfg.get("test_partition") == "all":  # evaluating every image: nothing to split
             parts = {k: np.arange(0) for k in ("train", "val", "test")}
         else:
-            parts = make_splits(
-                [self.records[i] for i in known],
-                self.class_names,
-                fold=cfg.fold,
-                num_folds=cfg.num_folds,
-                val_fraction=cfg.val_fraction,
-                test_fraction=cfg.test_fraction,
-                seed=cfg.split_seed,
-                use_official_split=cfg.use_official_split,
-            )
+            parts = splits_for([self.records[i] for i in known], self.class_names, cfg)
         self.partitions = {k: known[v] for k, v in parts.items()}
         if unknown.size and cfg.get("test_partition") != "all":
             self.partitions["test"] = np.union1d(self.partitions["test"], unknown)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
@@ -63,6 +64,24 @@ def _carve(idx, labels, groups, fraction: float, seed: int):
     """Hold out about ``fraction`` of ``idx`` (whole groups, stratified)."""
     k = max(2, round(1.0 / fraction))
     return _kfold(idx, labels, groups, k, seed)[0]
+
+
+def splits_for(
+    records: Sequence[Record], class_names: Sequence[str], cfg: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """:func:`make_splits` with the split keys of a ``conf/data`` config (``fold``,
+    ``num_folds``, ``val_fraction``, ``test_fraction``, ``split_seed``, ``use_official_split``),
+    so every caller partitions a dataset exactly as training does."""
+    return make_splits(
+        records,
+        class_names,
+        fold=cfg["fold"],
+        num_folds=cfg["num_folds"],
+        val_fraction=cfg["val_fraction"],
+        test_fraction=cfg["test_fraction"],
+        seed=cfg["split_seed"],
+        use_official_split=cfg["use_official_split"],
+    )
 
 
 def make_splits(

@@ -166,16 +166,18 @@ def bootstrap_units(df: pd.DataFrame) -> np.ndarray:
 
 
 def summarize(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """``mean ± std`` (n runs) per configuration and metric; with an ``ensemble`` column (see
-    :func:`runs_table`) the ensemble runs' values go to ``<metric> (ensemble)`` columns."""
+    """``mean ± std`` (n runs; one run: its value) per configuration and metric; with an
+    ``ensemble`` column (see :func:`runs_table`) the ensemble runs' values go to
+    ``<metric> (ensemble)`` columns."""
     if "ensemble" in table:
         return _with_ensemble_columns(table, metrics)
     g = table.groupby("config", sort=False)
     out = pd.DataFrame({"runs": g.size()})
     for m in metrics:
-        mean, std = g[m].mean(), g[m].std(ddof=1).fillna(0.0)
-        out[m] = [
-            f"{a:.4f} ± {s:.4f}" if np.isfinite(a) else "—" for a, s in zip(mean, std, strict=True)
+        mean, std, n = g[m].mean(), g[m].std(ddof=1), g[m].count()
+        out[m] = [  # one run has no spread to show: its value alone
+            ("—" if not np.isfinite(a) else f"{a:.4f} ± {s:.4f}" if k > 1 else f"{a:.4f}")
+            for a, s, k in zip(mean, std, n, strict=True)
         ]
         out[f"{m} (mean)"] = mean
     return out

@@ -16,7 +16,7 @@ from medcls.data.audit import ISSUES, LEAK, find_issues, scan_images, summarize
 from medcls.data.exclude import absolute
 from medcls.data.records import DataError, Record
 from medcls.data.sources import load_source
-from medcls.data.splits import make_splits
+from medcls.data.splits import splits_for
 from medcls.tracking.class_counts import class_count_table, write_class_counts
 from medcls.utils.console import console, print_config_tree
 
@@ -44,16 +44,7 @@ def partition_of_records(cfg: DictConfig, records: list[Record], ok: np.ndarray,
     per-partition index arrays. ``None`` with a note when the data cannot be split."""
     known = np.flatnonzero(ok & (np.array([r.label for r in records]) < k))
     try:
-        parts = make_splits(
-            [records[i] for i in known],
-            [str(i) for i in range(k)],
-            fold=cfg.fold,
-            num_folds=cfg.num_folds,
-            val_fraction=cfg.val_fraction,
-            test_fraction=cfg.test_fraction,
-            seed=cfg.split_seed,
-            use_official_split=cfg.use_official_split,
-        )
+        parts = splits_for([records[i] for i in known], [str(i) for i in range(k)], cfg)
     except DataError as e:
         return None, {}, f"no leak check: the data cannot be split as configured ({e})"
     where: list[str | None] = [None] * len(records)
