@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from medcls.data.records import DataError
 from medcls.studies.pseudo_labels import effective_threshold
+from medcls.studies.pseudo_rounds import rounds_table
 from medcls.workflows import pseudo_label as pl
 
 
@@ -71,10 +72,10 @@ def test_rounds_table_hides_test_auc_when_the_test_set_is_the_pool() -> None:
         {"round": 0, "metrics": {"oof/auroc_positive": 0.7, "test/auroc_positive": 0.8}},
         {"round": 1, "metrics": {"oof/auroc_positive": 0.75, "pseudo/images": 12.0}},
     ]
-    folder = pl.rounds_table(rows, "/some/folder")
+    folder = rounds_table(rows, "/some/folder")
     assert folder["test AUC (ensemble)"].tolist()[0] == 0.8
     assert folder["pseudo-labels (mean/fold)"].tolist() == [0.0, 12.0]
-    assert "test AUC (ensemble)" not in pl.rounds_table(rows, "test").columns
+    assert "test AUC (ensemble)" not in rounds_table(rows, "test").columns
 
 
 def tiny(helpers, uri: str, experiment: str, root: Path) -> list[str]:

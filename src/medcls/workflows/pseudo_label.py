@@ -37,9 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
-from rich.table import Table
 from torch.utils.data import DataLoader
 
 from medcls.data.cache import decode_all
@@ -48,6 +46,7 @@ from medcls.data.extra_records import same_files, write_extra_records
 from medcls.data.records import DataError, Record
 from medcls.metrics.classification import compute_metrics
 from medcls.studies.pseudo_labels import effective_threshold, select_pseudo_labels
+from medcls.studies.pseudo_rounds import print_rounds, rounds_table, write_markdown
 from medcls.tasks.checkpoint import load_task, read_checkpoint
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import read_predictions
@@ -314,71 +313,6 @@ def _log_round(client, study: str | None, round_dir: str, r: int, metrics: dict[
             client.log_metric(run_id, k, float(v))
             client.log_metric(study, k, float(v), step=r)  # a curve over rounds in the UI
     return run_id
-
-
-# -- the study ----------------------------------------------------------------------------------
-def _auc_key(metrics: dict[str, float], prefix: str) -> str | None:
-    for name in ("auroc_positive", "auroc_macro"):
-        if f"{prefix}/{name}" in metrics:
-            return f"{prefix}/{name}"
-    return None
-
-
-def rounds_table(rows: list[dict[str, Any]], pool: str) -> pd.DataFrame:
-    """One row per round: pseudo-labels used, their accuracy (hidden labels), AUCs."""
-    out = []
-    for row in rows:
-        m = row["metrics"]
-        oof, test = _auc_key(m, "oof"), _auc_key(m, "test")
-        out.append(
-            {
-                "round": row["round"],
-                "pseudo-labels (mean/fold)": m.get("pseudo/images", 0.0),
-                "pseudo-label acc. (hidden)": m.get("pseudo/accuracy_hidden"),
-                "val AUC (OOF)": m.get(oof) if oof else None,
-                "test AUC (ensemble)": m.get(test) if test else None,
-                "MLflow run": row.get("run_id") or "",
-            }
-        )
-    table = pd.DataFrame(out)
-    if pool == "test":  # the test partition is the pool: its labels are never scored
-        table = table.drop(columns=["test AUC (ensemble)"])
-    return table
-
-
-def _cells(table: pd.DataFrame) -> list[list[str]]:
-    """The table's values as printed: counts with one decimal, rates and AUCs with four."""
-    out = []
-    for _, row in table.iterrows():
-        cells = []
-        for c in table.columns:
-            v = row[c]
-            if c in ("round", "MLflow run"):
-                cells.append(str(v))
-            elif v is None or (isinstance(v, float) and np.isnan(v)):
-                cells.append("—")
-            else:
-                cells.append(f"{v:.1f}" if c.startswith("pseudo-labels") else f"{v:.4f}")
-        out.append(cells)
-    return out
-
-
-def print_rounds(table: pd.DataFrame, title: str) -> None:
-    t = Table(title=title, show_header=True, header_style="bold")
-    for c in table.columns:
-        t.add_column(c, justify="left" if c == "MLflow run" else "right")
-    for cells in _cells(table):
-        t.add_row(*cells)
-    console.print(t)
-
-
-def write_markdown(table: pd.DataFrame, path: str, title: str) -> str:
-    lines = [f"**{title}**", "", "| " + " | ".join(table.columns) + " |"]
-    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
-    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table)]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
 
 
 def run_pseudo(s: PseudoSettings) -> int:
