@@ -30,6 +30,10 @@ def config_label(overrides: str, ignore: Sequence[str]) -> str:
     return " ".join(keep)
 
 
+# Runs that only hold other runs (a multirun's parent, a pseudo-labelling study): never a row.
+CONTAINER_ROLES = ("sweep", "pseudo")
+
+
 def fetch_runs(
     client, experiment: str, parent: str | None = None, filter_string: str | None = None
 ):
@@ -41,7 +45,9 @@ def fetch_runs(
     ]
     runs = client.search_runs([exp.experiment_id], " and ".join(clauses), max_results=5000)
     return [
-        r for r in runs if r.data.tags.get("medcls.role") != "sweep" and r.info.status == "FINISHED"
+        r
+        for r in runs
+        if r.data.tags.get("medcls.role") not in CONTAINER_ROLES and r.info.status == "FINISHED"
     ]
 
 

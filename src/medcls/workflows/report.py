@@ -47,13 +47,21 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
     table = runs_table(
         runs, metrics, list(cfg.ignore_keys), cfg.get("label_tag"), cfg.get("ensemble", "rows")
     )
+    if (
+        empty := table[metrics].isna().all(axis=1)
+    ).any():  # e.g. pseudo-label rounds with test=false
+        console.print(f"{int(empty.sum())} run(s) without any of the metrics left out")
+        table = table.loc[~empty]
+    if table.empty:
+        raise DataError(f"no run in experiment {experiment!r} has any of the metrics {metrics}")
+    shown = len(table)  # runs in the table (ensemble runs included)
     summary = summarize(table, metrics)
     if "ensemble" in table:  # ensembles are columns: intervals and tests are of the fold models
         metrics += [f"{m} (ensemble)" for m in metrics]
         table = table.loc[~table.pop("ensemble")]
     summary = add_bootstrap(summary, table, client, cfg.bootstrap_metric, int(cfg.bootstrap))
     summary, metrics = _display_names(summary, metrics, dict(cfg.get("metric_names") or {}))
-    title = f"{cfg.title}: {len(runs)} runs, {len(summary)} configurations"
+    title = f"{cfg.title}: {shown} runs, {len(summary)} configurations"
     _print(summary, metrics, cfg.layout, title)
     files = write_outputs(summary, metrics, cfg.layout, cfg.output_dir, title)
     if len(cfg.get("compare") or []) == 2:
