@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import rich
@@ -11,6 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 console = rich.get_console()
+# Piped into a log or CI, rich assumes 80 columns and crushes a study's wide tables into "0…"
+# cells; print them in full there instead (COLUMNS, when set, still wins).
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 400
 
 MAIN_METRICS = (
     "accuracy",
