@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from medcls.utils.console import console
+from medcls.utils.console import print_table
 
 
 def _auc_key(metrics: dict[str, float], prefix: str) -> str | None:
@@ -64,7 +64,7 @@ def print_rounds(table: pd.DataFrame, title: str) -> None:
         t.add_column(c, justify="left" if c == "MLflow run" else "right")
     for cells in _cells(table):
         t.add_row(*cells)
-    console.print(t)
+    print_table(t)
 
 
 def write_markdown(table: pd.DataFrame, path: str, title: str) -> str:

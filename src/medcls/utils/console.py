@@ -6,16 +6,26 @@ import os
 from collections.abc import Mapping
 
 import rich
+import rich.console
 import rich.syntax
 import rich.tree
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 console = rich.get_console()
-# Piped into a log or CI, rich assumes 80 columns and crushes a study's wide tables into "0…"
-# cells; print them in full there instead (COLUMNS, when set, still wins).
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console.width = 400
+
+
+def print_table(table: Table) -> None:
+    """Print a table; piped into a log or CI, in full rather than at rich's 80-column default.
+
+    At 80 columns a study's wide tables are crushed into "0…" cells. The check runs at print time
+    because Lightning's rich progress bar reconfigures the global console. COLUMNS still wins.
+    """
+    if console.is_terminal or "COLUMNS" in os.environ:
+        console.print(table)
+    else:  # console.print(width=) cannot exceed the console's own width
+        rich.console.Console(width=400).print(table)
+
 
 MAIN_METRICS = (
     "accuracy",
@@ -74,4 +84,4 @@ def print_metrics_table(
                 break
     for k, v in (extra or {}).items():
         table.add_row(k, v)
-    console.print(table)
+    print_table(table)

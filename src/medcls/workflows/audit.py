@@ -18,7 +18,7 @@ from medcls.data.records import DataError, Record
 from medcls.data.sources import load_source
 from medcls.data.splits import splits_for
 from medcls.tracking.class_counts import class_count_table, write_class_counts
-from medcls.utils.console import console, print_config_tree
+from medcls.utils.console import console, print_config_tree, print_table
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _print(result: AuditResult, name: str, counts: pd.DataFrame, cfg: DictConfig
         table.add_row(
             row.issue, str(row.images), str(row.sets or ""), str(row.excluded), style=style
         )
-    console.print(table)
+    print_table(table)
 
     per_class = Table(title="images per class (readable)")
     per_class.add_column("class")
@@ -102,7 +102,7 @@ def _print(result: AuditResult, name: str, counts: pd.DataFrame, cfg: DictConfig
         per_class.add_column(str(col), justify="right")
     for cls, row in counts.iterrows():
         per_class.add_row(str(cls), *(str(int(v)) for v in row))
-    console.print(per_class)
+    print_table(per_class)
 
     for issue in ISSUES:  # a few examples of each finding
         rows = result.issues[result.issues["issue"] == issue]

@@ -19,7 +19,7 @@ from medcls.studies.report import (
     write_outputs,
 )
 from medcls.tracking.sweep import parent_run_id
-from medcls.utils.console import console
+from medcls.utils.console import console, print_table
 
 
 def run_report(cfg: DictConfig) -> pd.DataFrame:
@@ -102,4 +102,4 @@ def _print(summary: pd.DataFrame, metrics, layout: str, title: str) -> None:
         table.add_column(str(c), justify="right")
     for idx, row in shown.iterrows():
         table.add_row(str(idx), *map(str, row.tolist()))
-    console.print(table)
+    print_table(table)
