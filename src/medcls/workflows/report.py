@@ -47,13 +47,15 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
     table = runs_table(
         runs, metrics, list(cfg.ignore_keys), cfg.get("label_tag"), cfg.get("ensemble", "rows")
     )
-    if (
-        empty := table[metrics].isna().all(axis=1)
-    ).any():  # e.g. pseudo-label rounds with test=false
+    empty = table[metrics].isna().all(axis=1)  # e.g. pseudo-label rounds trained with test=false
+    if empty.any():
         console.print(f"{int(empty.sum())} run(s) without any of the metrics left out")
         table = table.loc[~empty]
     if table.empty:
-        raise DataError(f"no run in experiment {experiment!r} has any of the metrics {metrics}")
+        raise DataError(
+            f"no run in experiment {experiment!r} has any of the metrics {metrics}: "
+            "give metrics=[...] that its runs logged (see them with `make ui`)"
+        )
     shown = len(table)  # runs in the table (ensemble runs included)
     summary = summarize(table, metrics)
     if "ensemble" in table:  # ensembles are columns: intervals and tests are of the fold models
