@@ -48,6 +48,26 @@ TINY_SYNTHETIC = ["data=synthetic", "data.num_samples=100", "data.native_size=32
 
 _run_counter = itertools.count()
 
+# ------------------------------------------------------------------------------------ tiers
+# pyproject's addopts deselect the slow tier (``-m "not slow and not realdata"``); a later
+# ``-m`` replaces that expression (``make test-slow``, ``make test-all``). What the fast tier
+# leaves out is counted here and said on the last line, with the command that runs it.
+SLOW_TIER = ("slow", "realdata")
+_left_out: list[str] = []
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _left_out.extend(i.nodeid for i in items if any(i.get_closest_marker(m) for m in SLOW_TIER))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if _left_out and reporter is not None:
+        reporter.write_line(
+            f"{len(_left_out)} slow or real-data tests left out: run them with `make test-slow` "
+            "(pytest -m 'slow or realdata'), or everything with `make test-all` (pytest -m '')"
+        )
+
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,6 +175,65 @@ def resolved_ok(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
+# ------------------------------------------------------------------ metrics, recomputed
+def metrics_from_predictions(path, positive: int | str = 1) -> dict[str, float]:
+    """Accuracy, balanced accuracy (mean recall over the classes present), macro and per-class
+    one-vs-rest AUROC (where the CSV has no tied scores), and for two classes
+    sensitivity/specificity of class ``positive``,
+    recomputed with scikit-learn from a run's ``test_predictions.csv``, independently of
+    ``medcls.metrics``: a logged figure that disagrees was computed on something else."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score, roc_auc_score
+
+    from medcls.tracking.artifacts import read_predictions
+
+    df = path if hasattr(path, "columns") else read_predictions(path)  # a CSV or its DataFrame
+    classes = [c[2:] for c in df.columns if c.startswith("p_")]
+    positive = classes.index(positive) if isinstance(positive, str) else positive
+    y = df["label"].map(classes.index).to_numpy()
+    pred = df["prediction"].map(classes.index).to_numpy()
+    out = {
+        "accuracy": accuracy_score(y, pred),
+        "balanced_accuracy": balanced_accuracy_score(y, pred),
+    }
+    # AUROC only where the CSV's 6 decimals keep every score apart: an untrained model's
+    # near-equal probabilities become ties there that the logged float32 scores did not have
+    untied = all(df[f"p_{c}"].is_unique for c in classes)
+    aucs = []
+    for i, c in enumerate(classes):
+        if untied and 0 < (y == i).sum() < len(y):
+            out[f"auroc_{c}"] = roc_auc_score(y == i, df[f"p_{c}"])
+            aucs.append(out[f"auroc_{c}"])
+    if aucs:
+        out["auroc_macro"] = float(np.mean(aucs))
+    if len(classes) == 2:
+        out["sensitivity"] = recall_score(y == positive, pred == positive)
+        out["specificity"] = recall_score(y != positive, pred != positive)
+        if untied:
+            out["auroc_positive"] = out[f"auroc_{classes[positive]}"]
+    return {k: float(v) for k, v in out.items()}
+
+
+def assert_metrics_match_predictions(
+    logged: dict, path, prefix: str = "test/", positive: int | str = 1
+) -> dict[str, float]:
+    """Every logged ``<prefix><metric>`` that :func:`metrics_from_predictions` recomputes equals
+    it (AUROC to 1e-3: the CSV keeps 6 decimals); accuracy and balanced accuracy must be there."""
+    mine = metrics_from_predictions(path, positive)
+    for key in ("accuracy", "balanced_accuracy"):
+        assert f"{prefix}{key}" in logged, f"{prefix}{key} was not logged"
+    for key, value in mine.items():
+        if f"{prefix}{key}" in logged:
+            assert logged[f"{prefix}{key}"] == pytest.approx(value, abs=1e-3), (prefix, key)
+    return mine
+
+
+def download_artifact(client, run_id: str, name: str, dst: str | os.PathLike) -> Path:
+    """A run's artifact ``name`` (``test_predictions.csv``, ``ensemble_predictions.csv`` …),
+    downloaded into ``dst``."""
+    os.makedirs(dst, exist_ok=True)
+    return Path(client.download_artifacts(run_id, name, str(dst)))
+
+
 # ----------------------------------------------------------------------------------- images
 def write_image(
     path: str | os.PathLike, rng: np.random.Generator, label: int, size: int = 40, mode: str = "RGB"
@@ -257,6 +336,33 @@ def make_covid_ct(root: Path, per_class: int = 10, seed: int = 0) -> Path:
         (split_dir / f"train{c}.txt").write_text("\n".join(names[:cut]) + "\n")
         (split_dir / f"val{c}.txt").write_text("\n".join(names[cut:]) + "\n")
     return root
+
+
+# The real HAM10000 runs that only need "trains and writes its table" share one lesion subset
+# at one image size, so the session decodes ~1,000 images once instead of 10,015 per size.
+HAM_SUBSET_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def ham10000_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HAM10000 metadata CSV of whole lesions of every class (seeded: up to 8 % of each
+    class's lesions, at least 40; ~1,000 images), read with ``data.metadata_csv=<this>`` and
+    ``data.root`` at the real images. Skips when ../shared/data/ham10000 is absent."""
+    import pandas as pd
+
+    ham = SHARED_DATA / "ham10000"
+    if not (ham / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"HAM10000 not found at {ham}")
+    meta = pd.read_csv(ham / "HAM10000_metadata.csv")
+    rng = np.random.default_rng(0)
+    keep: list[str] = []
+    for _, lesions in meta.groupby("dx")["lesion_id"]:
+        unique = lesions.unique()
+        n = min(len(unique), max(40, int(0.08 * len(unique))))
+        keep += list(rng.choice(unique, n, replace=False))
+    out = tmp_path_factory.mktemp("ham10000_subset") / "HAM10000_metadata.csv"
+    meta[meta["lesion_id"].isin(keep)].to_csv(out, index=False)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -115,7 +115,7 @@ def test_study_on_synthetic_images(helpers, workdir: Path) -> None:
 @pytest.mark.skipif(
     not (HAM / "HAM10000_metadata.csv").is_file(), reason=f"HAM10000 not found at {HAM}"
 )
-def test_study_on_ham10000_at_64px(helpers, workdir: Path, cache_dir) -> None:
+def test_study_on_ham10000_at_64px(helpers, workdir: Path, cache_dir, ham10000_subset) -> None:
     """The acceptance run: three backbones that train fast on a CPU (torchvision's AlexNet and
     ShuffleNetV2, timm's MobileNet), 64 px, a short epoch, no pretraining. (The EfficientNets
     cost several times more per image on a CPU, the attention one most: it runs in the
@@ -124,10 +124,11 @@ def test_study_on_ham10000_at_64px(helpers, workdir: Path, cache_dir) -> None:
     data = [
         "data=ham10000",
         f"data.root={HAM}",
-        "data.image_size=64",
+        f"data.metadata_csv={ham10000_subset}",  # the session's lesion subset, decoded once
+        f"data.image_size={helpers.HAM_SUBSET_SIZE}",
         "data.batch_size=128",
         "trainer.max_epochs=1",
-        "++trainer.limit_train_batches=8",
+        "++trainer.limit_train_batches=4",
         f"paths.cache_dir={cache_dir}",
     ]
     study = _study(helpers, workdir, models, data, "backbones-ham10000")

@@ -97,7 +97,7 @@ def cv_run(helpers, tmp_path_factory) -> dict:
     }
 
 
-def test_cv_one_parent_run_with_a_child_per_fold(cv_run) -> None:
+def test_cv_one_parent_run_with_a_child_per_fold(cv_run, helpers) -> None:
     parent, folds, sweep_dir = cv_run["parent"], cv_run["folds"], cv_run["sweep_dir"]
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["medcls.jobs"] == "3"
@@ -108,7 +108,8 @@ def test_cv_one_parent_run_with_a_child_per_fold(cv_run) -> None:
     for r in folds:
         assert r.info.status == "FINISHED"
         assert r.data.params["data.num_folds"] == "3"
-        assert 0.0 <= r.data.metrics["test/balanced_accuracy"] <= 1.0
+        job_dir = Path(r.data.tags["best_checkpoint"]).parents[1]
+        helpers.assert_metrics_match_predictions(r.data.metrics, job_dir / "test_predictions.csv")
         assert Path(r.data.tags["best_checkpoint"]).is_file()
         assert Path(r.data.tags["best_checkpoint"]).is_relative_to(sweep_dir)
 
@@ -124,7 +125,7 @@ def test_cv_ensemble_run(cv_run) -> None:
     artifacts = {a.path for a in cv_run["client"].list_artifacts(ens.info.run_id)}
     assert {"ensemble_predictions.csv", "oof_predictions.csv"} <= artifacts, artifacts
     for key in ("test/auroc_macro", "group/balanced_accuracy", "oof/balanced_accuracy"):
-        assert 0.0 <= ens.data.metrics[key] <= 1.0, key
+        assert key in ens.data.metrics, key  # (their values: the two tests below)
 
 
 def test_cv_ensemble_metrics_come_from_the_averaged_predictions(cv_run) -> None:
@@ -188,7 +189,7 @@ def test_report_prints_mean_and_std_of_the_folds(cv_run, helpers) -> None:
     assert float(std) == pytest.approx(np.std(values, ddof=1), abs=1e-4)
     assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in proc.stdout
     lo, hi = (float(v) for v in folds.filter(like="95% CI").iloc[0, 0].strip("[]").split(","))
-    assert 0.0 <= lo <= hi <= 1.0
+    assert lo < hi and lo <= float(mean) <= hi  # an interval around the estimate
     ensemble = table[table.index.str.startswith("ensemble")]
     assert ensemble["runs"].tolist() == [1], table
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}

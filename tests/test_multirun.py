@@ -43,8 +43,9 @@ def test_multirun_two_jobs_two_mlflow_runs(helpers, workdir: Path) -> None:
     assert sorted(float(r.data.params["optimizer.lr"]) for r in runs) == [1e-3, 3e-3]
     for run in runs:
         assert run.info.status == "FINISHED"
-        for key in ("val/balanced_accuracy", "test/balanced_accuracy", "test/auroc_macro"):
-            assert 0.0 <= run.data.metrics[key] <= 1.0, key
+        assert "val/balanced_accuracy" in run.data.metrics
+        job_dir = workdir / Path(run.data.tags["best_checkpoint"]).parents[1]
+        helpers.assert_metrics_match_predictions(run.data.metrics, job_dir / "test_predictions.csv")
         assert run.data.params["model.name"] == "test_efficientnet"
         assert "optimizer.lr=" in run.data.tags["overrides"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -1,5 +1,5 @@
 """Short runs on the real datasets in ../shared/data (skipped when that folder is absent):
-HAM10000 with a lesion-grouped split, then its checkpoint evaluated on the ISIC-format CSV of
+HAM10000 (the session's lesion subset) with a lesion-grouped split, then its checkpoint evaluated on the ISIC-format CSV of
 its test partition (upper-case classes); glaucoma (EyePACS-AIROGS) train + eval."""
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ pytestmark = [
 
 REAL = [
     "model.name=resnet10t",
-    "data.image_size=32",
     "data.batch_size=128",
     "trainer.max_epochs=1",
     "++trainer.limit_train_batches=4",
@@ -39,29 +38,34 @@ def _probs(df: pd.DataFrame, classes) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def ham_run(tmp_path_factory, helpers, cache_dir) -> dict:
-    if not (HAM / "HAM10000_metadata.csv").is_file():
-        pytest.skip(f"HAM10000 not found at {HAM}")
+def ham_run(tmp_path_factory, helpers, cache_dir, ham10000_subset) -> dict:
     work = tmp_path_factory.mktemp("ham")
     with helpers.chdir(work):
-        cfg = helpers.compose_cfg(
-            helpers.train_overrides("data=ham10000", f"data.root={HAM}", *REAL, cache=cache_dir)
-        )
+        data = [
+            "data=ham10000",
+            f"data.root={HAM}",
+            f"data.metadata_csv={ham10000_subset}",
+            f"data.image_size={helpers.HAM_SUBSET_SIZE}",
+        ]
+        cfg = helpers.compose_cfg(helpers.train_overrides(*data, *REAL, cache=cache_dir))
         out = Path(cfg.paths.output_dir)
         metrics = run_train(cfg)
         dm = build_datamodule(cfg)  # the decode cache is warm: no JPEG is decoded again
         dm.setup()
-    return {"work": work, "out": out, "metrics": metrics, "dm": dm}
+    subset = pd.read_csv(ham10000_subset)
+    return {"work": work, "out": out, "metrics": metrics, "dm": dm, "subset": subset}
 
 
-def test_ham10000_trains_and_tests(ham_run) -> None:
-    m = ham_run["metrics"]
-    assert 0.0 <= m["test/balanced_accuracy"] <= 1.0
-    assert 0.0 <= m["test/auroc_macro"] <= 1.0
+def test_ham10000_trains_and_tests(ham_run, helpers) -> None:
+    """The returned test metrics are those of the predictions written (recomputed here), on
+    every image of the subset's test partition. (All 10,015 records: tests/data/test_realdata.py)"""
+    helpers.assert_metrics_match_predictions(
+        ham_run["metrics"], ham_run["out"] / "test_predictions.csv"
+    )
     assert (ham_run["out"] / "checkpoints" / "best.ckpt").is_file()
     dm = ham_run["dm"]
     assert dm.class_names == HAM_CLASSES
-    assert len(dm.records) == 10015 and not dm.skipped
+    assert len(dm.records) == len(ham_run["subset"]) and not dm.skipped
 
 
 def test_ham10000_split_is_grouped_by_lesion(ham_run) -> None:
@@ -70,10 +74,6 @@ def test_ham10000_split_is_grouped_by_lesion(ham_run) -> None:
     assert not groups["train"] & groups["val"]
     assert not groups["train"] & groups["test"]
     assert not groups["val"] & groups["test"]
-    for k in ("train", "val", "test"):  # stratified: every class in every partition
-        assert set(dm.labels[dm.partitions[k]]) == set(range(7)), k
-    n = len(dm.records)
-    assert 0.15 * n < len(dm.partitions["test"]) < 0.25 * n
 
     preds = pd.read_csv(ham_run["out"] / "test_predictions.csv")
     assert len(preds) == len(dm.partitions["test"])
@@ -120,12 +120,20 @@ def test_glaucoma_train_and_eval(tmp_path, helpers, cache_dir, monkeypatch) -> N
         pytest.skip(f"glaucoma_airogs not found at {GLAUCOMA}")
     monkeypatch.chdir(tmp_path)
     cfg = helpers.compose_cfg(
-        helpers.train_overrides("data=glaucoma", f"data.root={GLAUCOMA}", *REAL, cache=cache_dir)
+        helpers.train_overrides(
+            "data=glaucoma",
+            f"data.root={GLAUCOMA}",
+            "data.image_size=64",  # as the other glaucoma runs: one decode for all
+            *REAL,
+            cache=cache_dir,
+        )
     )
     out = Path(cfg.paths.output_dir)
     trained = run_train(cfg)
+    mine = helpers.assert_metrics_match_predictions(trained, out / "test_predictions.csv")
+    assert {"sensitivity", "specificity"} <= set(mine)
     for key in ("test/sensitivity", "test/specificity", "test/auroc_positive"):
-        assert 0.0 <= trained[key] <= 1.0, key
+        assert key in trained, key
 
     cfg = helpers.compose_cfg(
         [

@@ -20,6 +20,7 @@ RUN_FILES = {
 }
 
 
+@pytest.mark.slow
 def test_before_after_augmentation_study(helpers, workdir: Path, datasets, cache_dir) -> None:
     uri = helpers.sqlite_uri(workdir / "study.db")
     proc = helpers.run_cli(

@@ -28,6 +28,9 @@ from PIL import Image
 
 from medcls import ui
 
+# Starts MLflow servers (and headless Chromium): minutes, so the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -62,16 +62,23 @@ def test_zero_attention_gives_the_plain_perception_branch(abn: AttentionBranchNe
 
 
 def test_forward_uses_the_attention_map(abn: AttentionBranchNetwork, monkeypatch) -> None:
+    """forward feeds the attention branch's own map into f·M + f: with a non-zero map the
+    logits equal the residual attention recomputed by hand, and differ from the bare features."""
     abn.eval()
     x = torch.randn(2, 3, 64, 64)
-    logits, _ = abn.attention(abn.backbone(x))
-    monkeypatch.setattr(
-        abn.attention, "forward", lambda f: (logits, torch.zeros(len(f), 1, *f.shape[-2:]))
-    )
+    with torch.no_grad():
+        f = abn.backbone(x)
+        logits, _ = abn.attention(f)
+    gen = torch.Generator().manual_seed(3)
+    fixed = torch.rand(2, 1, *f.shape[-2:], generator=gen) * 2 + 0.5  # far from 0 everywhere
+    monkeypatch.setattr(abn.attention, "forward", lambda feats: (logits, fixed))
     with torch.no_grad():
         out = abn(x)
-        f = abn.backbone(x)
-        torch.testing.assert_close(out.logits, abn.head(abn.perception(f).mean(dim=(2, 3))))
+        by_hand = abn.head(abn.perception(f * fixed + f).mean(dim=(2, 3)))
+        bare = abn.head(abn.perception(f).mean(dim=(2, 3)))
+    torch.testing.assert_close(out.logits, by_hand)
+    torch.testing.assert_close(out.attention, fixed)
+    assert (out.logits - bare).abs().max() > 1e-3  # the map changed the answer
 
 
 def test_attention_block_is_fresh_and_keeps_resolution() -> None:

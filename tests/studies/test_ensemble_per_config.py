@@ -76,7 +76,8 @@ def test_one_ensemble_per_configuration(helpers, sweep, workdir, mlflow_uri) -> 
         assert len(preds) == 20  # the synthetic test partition
         oof = pd.read_csv(out / f"config{i}" / "oof_predictions.csv", dtype=str)
         assert sorted(oof["job"].astype(int).unique()) == [2 * i, 2 * i + 1]
-        assert 0.0 <= results[config]["oof/accuracy"] <= 1.0
+        oof_accuracy = (oof["label"] == oof["prediction"]).mean()
+        assert results[config]["oof/accuracy"] == pytest.approx(oof_accuracy, abs=1e-6)
 
     # the logger took the jobs' experiment (their resolved config), here "medcls"
     client = MlflowClient(tracking_uri=mlflow_uri)

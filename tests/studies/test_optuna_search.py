@@ -56,6 +56,7 @@ def search(helpers, mlflow_uri, tmp_path_factory) -> dict:
     return {"study": study, "failed": failed, "client": client, "runs": runs}
 
 
+@pytest.mark.slow
 def test_resumed_search_holds_the_trials_of_every_session(search) -> None:
     trials = search["study"].get_trials(deepcopy=False)
     assert [t.number for t in trials] == [0, 1, 2]
@@ -66,6 +67,7 @@ def test_resumed_search_holds_the_trials_of_every_session(search) -> None:
         assert 1e-4 <= t.params["optimizer.lr"] <= 1e-2
 
 
+@pytest.mark.slow
 def test_resumed_session_suggests_new_parameters(search) -> None:
     first, resumed, third = (t.params for t in search["study"].get_trials(deepcopy=False))
     # Without the seed offset every session would start with the same suggestion.
@@ -74,6 +76,7 @@ def test_resumed_session_suggests_new_parameters(search) -> None:
     assert third["optimizer.lr"] not in (first["optimizer.lr"], resumed["optimizer.lr"])
 
 
+@pytest.mark.slow
 def test_trial_values_are_the_val_metric_of_their_mlflow_runs(search) -> None:
     runs = search["runs"]
     parents = [r for r in runs if r.data.tags.get("medcls.role") == "sweep"]
@@ -91,6 +94,7 @@ def test_trial_values_are_the_val_metric_of_their_mlflow_runs(search) -> None:
         assert trial.value == pytest.approx(child.data.metrics[METRIC], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_a_failed_trial_and_ends_the_session(search) -> None:
     proc = search["failed"]
     assert proc.returncode != 0

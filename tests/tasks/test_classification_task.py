@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -130,7 +131,12 @@ def test_test_outputs_and_metrics(tmp_path: Path) -> None:
     assert out["probs"].shape == (24, 3)
     assert sorted(out["index"].tolist()) == list(range(24))
     assert out["confusion"].sum() == 24
-    assert 0.0 <= task.test_results["balanced_accuracy"] <= 1.0
+    # recomputed from the returned probabilities and the dataset's labels (index i: i % 3)
+    truth = np.asarray(out["index"]) % len(CLASSES)
+    pred = np.asarray(out["probs"]).argmax(axis=1)
+    recall = [np.mean(pred[truth == k] == k) for k in range(len(CLASSES))]
+    assert task.test_results["balanced_accuracy"] == pytest.approx(np.mean(recall), abs=1e-6)
+    assert task.test_results["accuracy"] == pytest.approx(np.mean(pred == truth), abs=1e-6)
 
 
 def test_checkpoint_is_weights_only_and_rebuilds(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 EPOCHS = 2
 LRS = ("1e-3", "2e-3", "3e-3", "4e-3")
 
 
+@pytest.mark.slow
 def test_parallel_joblib_four_jobs_no_lost_metrics(helpers, workdir: Path) -> None:
     db = workdir / "parallel.db"
     uri = helpers.sqlite_uri(db)

@@ -16,6 +16,7 @@ from medcls.data.records import DataError
 from medcls.workflows.train import _check_distributed, _strategy_override
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_one_run(helpers, workdir: Path, mlflow_uri: str) -> None:
     experiment = "ddp-cpu"
     proc = helpers.run_cli(

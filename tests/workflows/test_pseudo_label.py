@@ -117,6 +117,7 @@ def folder_study(helpers, tmp_path_factory) -> dict:
     return {"work": work, "root": root, "pool": pool, "uri": uri, "out": proc.stdout}
 
 
+@pytest.mark.slow
 def test_folder_pool_rounds_report_test_and_oof_auc(folder_study) -> None:
     work, pool = folder_study["work"], folder_study["pool"]
     table = pd.read_csv(work / "study" / "pseudo_rounds.csv")
@@ -136,6 +137,7 @@ def test_folder_pool_rounds_report_test_and_oof_auc(folder_study) -> None:
     assert "added to training" not in (work / "study" / "round_0" / "0" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_each_round_is_a_run_under_the_study_run(folder_study) -> None:
     runs, study, rounds = study_runs(folder_study["uri"], "pseudo_folder")
     assert [r.data.tags["medcls.pseudo_round"] for r in rounds] == ["0", "1"]
@@ -157,6 +159,7 @@ def test_each_round_is_a_run_under_the_study_run(folder_study) -> None:
     }
 
 
+@pytest.mark.slow
 def test_a_pool_holding_labelled_images_is_refused(folder_study) -> None:
     work = folder_study["work"]
     job = OmegaConf.load(work / "study" / "round_0" / "0" / "resolved_config.yaml")

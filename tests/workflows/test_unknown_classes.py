@@ -42,10 +42,14 @@ def run(tmp_path_factory, helpers) -> dict:
 
 def test_training_run_scores_unk_as_a_rejected_class(run) -> None:
     m, out = run["metrics"], run["out"]
-    for key in ("test/recall_UNK", "test/precision_UNK", "test/accuracy_UNK"):
-        assert 0.0 <= m[key] <= 1.0, key
     preds = pd.read_csv(out / "test_predictions.csv")
     assert len(preds) == 16 and (preds["label"] == "UNK").sum() == 4
+    # UNK's figures are those of the written predictions (rejections scored as a class)
+    truth, said = preds["label"] == "UNK", preds["prediction"] == "UNK"
+    assert m["test/recall_UNK"] == pytest.approx((truth & said).sum() / truth.sum())
+    assert m["test/accuracy_UNK"] == pytest.approx((truth == said).mean())
+    if said.any():
+        assert m["test/precision_UNK"] == pytest.approx((truth & said).sum() / said.sum())
     probs = preds[[f"p_{c}" for c in [*TRAIN, "UNK"]]].to_numpy()
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     top = probs[:, :3].max(1) * (1 + probs[:, 3])  # undo the renormalisation: the model's p_max
@@ -82,9 +86,10 @@ def test_eval_rejects_classes_the_checkpoint_lacks(run, helpers) -> None:
     )
     with helpers.chdir(run["work"]):
         metrics = run_eval(cfg)
-    assert 0.0 <= metrics["test/recall_UNK"] <= 1.0
     preds = pd.read_csv(Path(cfg.paths.output_dir) / "test_predictions.csv")
     assert (preds["label"] == "UNK").sum() == 4 and "p_UNK" in preds
+    truth, said = preds["label"] == "UNK", preds["prediction"] == "UNK"
+    assert metrics["test/recall_UNK"] == pytest.approx((truth & said).sum() / truth.sum())
     # the same images, the same model, the same rule: the training run's test predictions
     ours = preds.set_index("image_id").sort_index()
     theirs = pd.read_csv(run["out"] / "test_predictions.csv").set_index("image_id").sort_index()
