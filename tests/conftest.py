@@ -315,6 +315,24 @@ def make_isic_csv(
     return root
 
 
+def isic_with_unknown(root: Path, classes: Sequence[str] = ("MEL", "NV", "BCC")) -> list[str]:
+    """Training CSV of ``classes`` (8 images each) and a test CSV that adds 4 ``UNK`` images
+    of none of them; returns the ``data=isic_csv … data.unknown=reject`` overrides."""
+    make_isic_csv(root, classes, per_class=8)
+    make_isic_csv(
+        root, [*classes, "UNK"], 4, (), csv_name="Test.csv", images_dir="test_images", seed=1
+    )
+    return [
+        "data=isic_csv",
+        f"data.root={root}",
+        "data.csv=GroundTruth.csv",
+        "data.images_dir=images",
+        "data.test_csv=Test.csv",
+        "data.test_images_dir=test_images",
+        "data.unknown=reject",
+    ]
+
+
 def make_covid_ct(root: Path, per_class: int = 10, seed: int = 0) -> Path:
     """``CT_COVID/``, ``CT_NonCOVID/`` (mixed L/RGB/RGBA, png/jpg) + ``Data-split/`` lists for
     the official train and val partitions (no official test: it is carved from the pool)."""

@@ -94,6 +94,7 @@ def _check(study: dict, models: list[str]) -> None:
     assert md_rows == rows and (study["dir"] / "report.png").is_file()
 
 
+@pytest.mark.slow  # a whole study (two backbones, the report): the slow tier
 def test_study_on_synthetic_images(helpers, workdir: Path) -> None:
     models = ["shufflenet", "attention_effnetv2"]
     data = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,3 +89,38 @@ def test_metric_safe_names() -> None:
     m = ClassificationMetrics(["a b", "c"])
     m.update(onehot_probs([0, 1], 2), torch.tensor([0, 1]))
     assert "recall_a_b" in m.compute()
+
+
+def test_balanced_accuracy_is_over_the_classes_present_everywhere(caplog) -> None:
+    """One definition (scikit-learn's): class c has no true image but is predicted twice. Its
+    recall does not exist, so it is not averaged in as 0; the training metrics, the bootstrap's
+    metric and the attention branch agree, and the run says that c was predicted."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from medcls.metrics.attention import AttentionMetrics
+    from medcls.studies.stats import balanced_accuracy
+
+    target = [0] * 6 + [1] * 4
+    pred = [0, 0, 0, 0, 2, 2, 1, 1, 1, 0]  # a: 4/6 (2 → c), b: 3/4
+    expected = (4 / 6 + 3 / 4) / 2
+    assert balanced_accuracy_score(target, pred) == pytest.approx(expected)
+    m = ClassificationMetrics(["a", "b", "c"])
+    m.update(onehot_probs(pred, 3), torch.tensor(target))
+    with caplog.at_level("WARNING"):
+        out = m.compute()
+    assert out["balanced_accuracy"] == pytest.approx(expected)
+    assert out["recall_macro"] == pytest.approx(expected)
+    assert "class(es) c that no target has" in caplog.text
+    assert balanced_accuracy(np.array(target), np.array(pred)) == pytest.approx(expected)
+    att = AttentionMetrics(3)
+    att.update(onehot_probs(pred, 3), torch.rand(10, 1, 2, 2), torch.tensor(target))
+    assert att.compute()["attention_branch_balanced_accuracy"] == pytest.approx(expected)
+
+
+def test_no_warning_when_every_predicted_class_has_targets(caplog) -> None:
+    target, pred = known_3class()
+    m = ClassificationMetrics(["a", "b", "c"])
+    m.update(onehot_probs(pred, 3), torch.tensor(target))
+    with caplog.at_level("WARNING"):
+        m.compute()
+    assert "no target has" not in caplog.text

@@ -139,3 +139,19 @@ def test_abn_without_mask_loss_trains_without_masks(workdir, helpers) -> None:
     metrics = run_train(cfg)
     assert "val/attention_branch_accuracy" in metrics and "val/attention_iou" not in metrics
     assert OmegaConf.select(cfg, "loss.name") == "abn"
+
+
+def test_abn_with_rejected_unknown_test_images(workdir, helpers) -> None:
+    """data.unknown=reject brings test images labelled K (ISIC's UNK) to the attention metrics
+    too: they are scored as the rejected class, the attention branch only on known classes."""
+    data = [*helpers.isic_with_unknown(workdir / "isic"), "data.load_masks=false"]
+    cfg = helpers.compose_cfg(
+        helpers.train_overrides(*ABN, "loss=abn", *data, "trainer.max_epochs=1")
+    )
+    metrics = run_train(cfg)
+    preds = pd.read_csv(Path(cfg.paths.output_dir) / "test_predictions.csv")
+    assert (preds["label"] == "UNK").sum() == 4 and len(preds) == 16
+    helpers.assert_metrics_match_predictions(
+        metrics, Path(cfg.paths.output_dir) / "test_predictions.csv"
+    )
+    assert "test/recall_UNK" in metrics and "test/attention_branch_accuracy" in metrics

@@ -102,12 +102,20 @@ def test_eval_matches_class_names_case_insensitively(helpers, trained, workdir) 
     )
 
 
-def test_eval_all_of_a_small_set(helpers, trained, workdir) -> None:
-    """split=all evaluates every image; a set too small to split into folds is fine."""
+def test_eval_all_of_a_small_set(helpers, trained, workdir, caplog, capsys) -> None:
+    """split=all evaluates every image; a set too small to split into folds is fine. The log
+    and the printed config say what is used: all 9 images, at the checkpoint's 32 px (the
+    imagefolder preset's own size is another)."""
     data = helpers.make_imagefolder(workdir / "small", CLASSES, per_class=3)
     cfg = eval_cfg(helpers, trained, "data=imagefolder", f"data.root={data}", "split=all")
-    run_eval(cfg)
+    assert cfg.data.image_size != 32
+    cfg.print_config = True
+    with caplog.at_level("INFO"):
+        run_eval(cfg)
     assert len(pd.read_csv(Path(cfg.paths.output_dir) / "test_predictions.csv")) == 9
+    assert "all 9 images" in caplog.text and "train 0 / val 0" not in caplog.text
+    printed = capsys.readouterr().out
+    assert "image_size: 32" in printed
 
 
 def test_eval_with_explicit_class_map(helpers, trained, workdir) -> None:

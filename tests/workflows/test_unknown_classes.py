@@ -19,21 +19,8 @@ TRAIN = ["MEL", "NV", "BCC"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, helpers) -> dict:
     root = tmp_path_factory.mktemp("isic_unk_data")
-    helpers.make_isic_csv(root, TRAIN, per_class=8)
-    helpers.make_isic_csv(
-        root, [*TRAIN, "UNK"], 4, (), csv_name="Test.csv", images_dir="test_images", seed=1
-    )
+    data = [*helpers.isic_with_unknown(root, TRAIN), "data.unknown_threshold=0.6"]
     work = tmp_path_factory.mktemp("isic_unk_run")
-    data = [
-        "data=isic_csv",
-        f"data.root={root}",
-        "data.csv=GroundTruth.csv",
-        "data.images_dir=images",
-        "data.test_csv=Test.csv",
-        "data.test_images_dir=test_images",
-        "data.unknown=reject",
-        "data.unknown_threshold=0.6",
-    ]
     with helpers.chdir(work):
         cfg = helpers.compose_cfg(helpers.train_overrides(*data, "trainer.max_epochs=1"))
         metrics = run_train(cfg)

@@ -115,11 +115,17 @@ class ClassificationDataModule(pl.LightningDataModule):
             self._add_extra_records(str(cfg.extra_records))
         self._set_unknown(len(self.class_names))
         self._built = True
+        if cfg.get("test_partition") == "all":  # split=all: no partitions, every image scored
+            sizes = f"all {len(self.partitions['all'])} images"
+        else:
+            sizes = "train {} / val {} / test {} images".format(
+                *(len(self.partitions[k]) for k in ("train", "val", "test"))
+            )
         log.info(
-            "%s: %d classes, train %d / val %d / test %d images, %d skipped",
+            "%s: %d classes, %s, %d skipped",
             src.name,
             len(self.class_names),
-            *(len(self.partitions[k]) for k in ("train", "val", "test")),
+            sizes,
             len(self.skipped),
         )
 

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from medcls.metrics.balanced import balanced_accuracy_of_confusion
 
 
 def _upsampled(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -52,8 +54,9 @@ class AttentionMetrics(nn.Module):
     def __init__(self, num_classes: int, threshold: float = 0.5) -> None:
         super().__init__()
         self.threshold = float(threshold)
+        self.num_classes = int(num_classes)
         self.branch_accuracy = MulticlassAccuracy(num_classes, average="micro")
-        self.branch_balanced = MulticlassRecall(num_classes, average="macro")
+        self.branch_confusion = MulticlassConfusionMatrix(num_classes)
         self.mean_map = MeanMetric()
         self.iou = MeanMetric()
         self.pointing = MeanMetric()
@@ -66,8 +69,12 @@ class AttentionMetrics(nn.Module):
         mask: torch.Tensor | None = None,
         has_mask: torch.Tensor | None = None,
     ) -> None:
-        self.branch_accuracy.update(attention_logits.float(), target)
-        self.branch_balanced.update(attention_logits.float(), target)
+        # images of an unknown class (data.unknown=reject: label K) have no class the attention
+        # branch could name; their maps still meet their masks below
+        known = target < self.num_classes
+        if known.any():
+            self.branch_accuracy.update(attention_logits[known].float(), target[known])
+            self.branch_confusion.update(attention_logits[known].float(), target[known])
         self.mean_map.update(attention.float().mean(dim=(1, 2, 3)))
         if mask is None:
             return
@@ -81,7 +88,9 @@ class AttentionMetrics(nn.Module):
     def compute(self) -> dict[str, float]:
         out = {
             "attention_branch_accuracy": float(self.branch_accuracy.compute()),
-            "attention_branch_balanced_accuracy": float(self.branch_balanced.compute()),
+            "attention_branch_balanced_accuracy": balanced_accuracy_of_confusion(
+                self.branch_confusion.compute()
+            ),
             "attention_mean": float(self.mean_map.compute()),
         }
         if float(self.iou.weight) > 0:
@@ -90,6 +99,6 @@ class AttentionMetrics(nn.Module):
         return out
 
     def reset(self) -> None:
-        for m in (self.branch_accuracy, self.branch_balanced, self.mean_map, self.iou):
+        for m in (self.branch_accuracy, self.branch_confusion, self.mean_map, self.iou):
             m.reset()
         self.pointing.reset()

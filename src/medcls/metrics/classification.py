@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -17,6 +18,10 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from medcls.metrics.balanced import balanced_accuracy_of_confusion, predicted_absent_classes
+
+log = logging.getLogger(__name__)
+
 
 def metric_safe(name: str) -> str:
     """A class name usable in an MLflow metric key."""
@@ -25,6 +30,9 @@ def metric_safe(name: str) -> str:
 
 class ClassificationMetrics(nn.Module):
     """Accuracy, balanced accuracy, macro/weighted P/R/F1, per-class metrics, top-k, AUROC.
+
+    Balanced accuracy (= ``recall_macro``) is :func:`balanced_accuracy_of_confusion`: over the
+    classes present in the targets; predictions of a class the targets lack are warned about.
 
     For two classes it adds sensitivity, specificity and AUROC of ``positive_class``.
     ``update`` takes probabilities ``(B, K)`` and targets ``(B,)``; ``compute`` returns a flat
@@ -40,9 +48,7 @@ class ClassificationMetrics(nn.Module):
         self.class_names, self.positive = list(class_names), positive_class
         metrics: dict[str, nn.Module] = {
             "accuracy": MulticlassAccuracy(k, average="micro", **kw),
-            "balanced_accuracy": MulticlassRecall(k, average="macro", **kw),
             "precision_macro": MulticlassPrecision(k, average="macro", **kw),
-            "recall_macro": MulticlassRecall(k, average="macro", **kw),
             "f1_macro": MulticlassF1Score(k, average="macro", **kw),
             "precision_weighted": MulticlassPrecision(k, average="weighted", **kw),
             "recall_weighted": MulticlassRecall(k, average="weighted", **kw),
@@ -80,6 +86,15 @@ class ClassificationMetrics(nn.Module):
         for name, value in raw.items():
             if value.ndim == 0:
                 out[name] = float(value)
+        out["balanced_accuracy"] = out["recall_macro"] = balanced_accuracy_of_confusion(cm)
+        absent = predicted_absent_classes(cm, self.class_names)
+        if absent:
+            log.warning(
+                "predictions name class(es) %s that no target has: balanced accuracy averages "
+                "the recall of the %d classes present only",
+                ", ".join(absent),
+                int((cm.sum(1) > 0).sum()),
+            )
         auroc = raw["auroc"].double()
         present = cm.sum(dim=1) > 0  # AUROC of a class absent from the data is undefined
         out["auroc_macro"] = float(auroc[present].mean()) if present.any() else float("nan")

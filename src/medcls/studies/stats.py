@@ -7,13 +7,19 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
+from medcls.metrics.balanced import balanced_accuracy_of_confusion
+
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y_true``. Shapes: ``(N,)`` int, ``(N,)`` int."""
-    classes = np.unique(y_true)
-    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in classes]))
+    """Mean recall over the classes present in ``y_true`` (medcls's one definition,
+    :func:`~medcls.metrics.balanced.balanced_accuracy_of_confusion`). Shapes: ``(N,)``
+    int, ``(N,)`` int."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    k = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    return balanced_accuracy_of_confusion(cm)
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

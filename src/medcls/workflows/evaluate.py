@@ -35,12 +35,12 @@ log = logging.getLogger(__name__)
 
 def run_eval(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` on ``cfg.split`` of ``cfg.data``; return ``test/*`` metrics."""
-    if cfg.get("print_config"):
-        print_config_tree(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     task, meta = load_task(cfg.ckpt_path, channels_last=resolve_channels_last("auto", precision))
     dm = datamodule_for_checkpoint(cfg, meta)
+    if cfg.get("print_config"):  # after the checkpoint set the image size, crops and colour
+        print_config_tree(cfg)
 
     loggers = build_loggers(cfg)
     trainer: pl.Trainer = instantiate(

@@ -8,6 +8,7 @@ import time
 
 import pytorch_lightning as pl
 import timm.data
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -265,6 +266,22 @@ def _check_distributed(trainer: pl.Trainer) -> None:
         )
 
 
+def _kept_model_score(trainer: pl.Trainer, best: str, loggers) -> dict[str, float]:
+    """The monitored metric of the checkpoint that is kept (and tested), and its epoch: what a
+    sweeper must optimise. ``callback_metrics`` hold the last epoch's values instead."""
+    ckpt = trainer.checkpoint_callback
+    if not best or ckpt is None or not ckpt.monitor or ckpt.best_model_score is None:
+        return {}
+    # mmap: only the epoch counter is read, not the weights
+    epoch = torch.load(best, map_location="cpu", weights_only=True, mmap=True).get("epoch")
+    out = {ckpt.monitor: float(ckpt.best_model_score)}
+    if epoch is not None:
+        out["best_epoch"] = float(epoch)
+        for lg in loggers if trainer.is_global_zero else ():
+            lg.log_metrics({"best_epoch": float(epoch)})
+    return out
+
+
 def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, loggers, resume_path):
     """Fit, then test the best checkpoint; write predictions (test, and validation = the
     out-of-fold predictions of a cross-validation fold) and log them."""
@@ -274,6 +291,7 @@ def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, logger
         trainer.fit(task, datamodule=dm, ckpt_path=resume_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics.update(_kept_model_score(trainer, best, loggers))
     tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0
     if tested:  # test() restores the best checkpoint's weights into the task
         trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
