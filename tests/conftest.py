@@ -178,10 +178,10 @@ def resolved_ok(cfg: DictConfig) -> dict:
 # ------------------------------------------------------------------ metrics, recomputed
 def metrics_from_predictions(path, positive: int | str = 1) -> dict[str, float]:
     """Accuracy, balanced accuracy (mean recall over the classes present), macro and per-class
-    one-vs-rest AUROC (where the CSV has no tied scores), and for two classes
-    sensitivity/specificity of class ``positive``,
-    recomputed with scikit-learn from a run's ``test_predictions.csv``, independently of
-    ``medcls.metrics``: a logged figure that disagrees was computed on something else."""
+    one-vs-rest AUROC (where the CSV has no tied scores) and, for two classes, sensitivity and
+    specificity of class ``positive`` (index or name), recomputed with scikit-learn from a
+    predictions CSV (or its DataFrame), independently of ``medcls.metrics``: a logged figure
+    that disagrees was computed on something else."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score, roc_auc_score
 
     from medcls.tracking.artifacts import read_predictions

@@ -86,6 +86,7 @@ class ClassificationMetrics(nn.Module):
         for name, value in raw.items():
             if value.ndim == 0:
                 out[name] = float(value)
+        present = cm.sum(dim=1) > 0  # classes with targets: recall and AUROC exist for these
         out["balanced_accuracy"] = out["recall_macro"] = balanced_accuracy_of_confusion(cm)
         absent = predicted_absent_classes(cm, self.class_names)
         if absent:
@@ -93,10 +94,9 @@ class ClassificationMetrics(nn.Module):
                 "predictions name class(es) %s that no target has: balanced accuracy averages "
                 "the recall of the %d classes present only",
                 ", ".join(absent),
-                int((cm.sum(1) > 0).sum()),
+                int(present.sum()),
             )
         auroc = raw["auroc"].double()
-        present = cm.sum(dim=1) > 0  # AUROC of a class absent from the data is undefined
         out["auroc_macro"] = float(auroc[present].mean()) if present.any() else float("nan")
         total = cm.sum()
         tp = cm.diag()
