@@ -90,3 +90,66 @@ def test_airogs_combined_with_a_capped_view_and_gradcam(tmp_path, helpers, cache
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "one" / "preds_gradcam" / f"{photo.stem}.png").is_file()
+
+
+HAM = GLAUCOMA.parent / "ham10000"
+ISIC2019_COLUMNS = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+
+
+@pytest.mark.skipif(not HAM.is_dir(), reason=f"ham10000 not found at {HAM}")
+def test_ham10000_with_an_isic2019_copy_keeps_each_lesion_in_one_partition(
+    tmp_path, helpers, cache_dir, ham10000_subset
+) -> None:
+    """HAM10000 (the session's lesion subset) + an ISIC-2019-layout copy (other paths, same
+    image ids, ISIC 2019's upper-case columns, no metadata) of the first image of every other
+    lesion: every lesion seen in the val or test predictions has all its images there, the HAM
+    originals and the copies, so none of it is in train."""
+    import shutil
+
+    from medcls.workflows.train import run_train
+
+    subset = pd.read_csv(ham10000_subset)
+    copied = subset.groupby("lesion_id").head(1).iloc[::2]
+    (tmp_path / "isic" / "images").mkdir(parents=True)
+    rows = [",".join(["image", *ISIC2019_COLUMNS])]
+    for r in copied.itertuples():
+        shutil.copy(HAM / "images" / f"{r.image_id}.jpg", tmp_path / "isic" / "images")
+        col = "AK" if r.dx == "akiec" else r.dx.upper()
+        rows.append(",".join([r.image_id, *("1" if c == col else "0" for c in ISIC2019_COLUMNS)]))
+    (tmp_path / "isic" / "GroundTruth.csv").write_text("\n".join(rows) + "\n")
+
+    with helpers.chdir(tmp_path):
+        cfg = helpers.compose_cfg(
+            helpers.train_overrides(
+                "data=combined",
+                "data.classes=[akiec,bcc,bkl,df,mel,nv,vasc]",
+                "+data@data.sources.ham10000=ham10000",
+                f"data.sources.ham10000.root={HAM}",
+                f"data.sources.ham10000.metadata_csv={ham10000_subset}",
+                "+data@data.sources.isic2019=isic_csv",
+                f"data.sources.isic2019.root={tmp_path / 'isic'}",
+                "data.sources.isic2019.csv=GroundTruth.csv",
+                "data.sources.isic2019.images_dir=images",
+                "+data.sources.isic2019.class_map={AK: akiec}",
+                f"data.image_size={helpers.HAM_SUBSET_SIZE}",
+                "model.name=resnet10t",
+                "data.batch_size=128",
+                "trainer.max_epochs=1",
+                "++trainer.limit_train_batches=2",
+                cache=cache_dir,
+            )
+        )
+        out = Path(cfg.paths.output_dir)
+        run_train(cfg)
+    lesion_of = dict(zip(subset["image_id"], subset["lesion_id"], strict=True))
+    images = subset["lesion_id"].value_counts() + copied["lesion_id"].value_counts().reindex(
+        subset["lesion_id"].unique(), fill_value=0
+    )
+    seen = {}
+    for part in ("val", "test"):
+        preds = pd.read_csv(out / f"{part}_predictions.csv")
+        lesions = preds["path"].map(lambda p: lesion_of[Path(p).stem])
+        assert set(preds["source"]) == {"ham10000", "isic2019"}
+        for lesion, n in lesions.value_counts().items():
+            assert n == images[lesion], (part, lesion, n, images[lesion])
+            assert seen.setdefault(lesion, part) == part

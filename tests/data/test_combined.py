@@ -179,3 +179,129 @@ def test_splits_keep_each_source_class_in_proportion() -> None:
             got = Counter((records[i].source, records[i].label) for i in parts[name])
             for cell, n in cells.items():
                 assert abs(got[cell] - n * share) <= 1.5, (seed, name, cell, got)
+
+
+# -- one lesion, one group across sources (HAM10000 is part of ISIC 2019) ----------------------
+HAM_CLASSES = ["bkl", "mel", "nv"]
+ISIC2019_COLUMNS = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+
+
+@pytest.fixture(scope="module")
+def ham(tmp_path_factory, helpers) -> Path:
+    """30 lesions of 2 images each."""
+    return helpers.make_ham10000(
+        tmp_path_factory.mktemp("ham") / "ham10000", HAM_CLASSES, lesions_per_class=10
+    )
+
+
+def ham_rows(ham: Path):
+    import pandas as pd
+
+    return pd.read_csv(ham / "HAM10000_metadata.csv")
+
+
+def isic2019_copy(ham: Path, dst: Path, *, rename: bool, metadata: bool, relabel=None) -> dict:
+    """An ISIC-2019-layout copy (``GroundTruth.csv`` one-hot over ISIC 2019's columns,
+    ``images/``, optional metadata CSV with ``lesion_id``) of one image of every lesion; with
+    ``rename`` the copies get new ids. Returns copy path → HAM lesion id."""
+    import shutil
+
+    rows = ham_rows(ham).groupby("lesion_id").head(1)
+    (dst / "images").mkdir(parents=True, exist_ok=True)
+    truth, meta, lesion_of = [",".join(["image", *ISIC2019_COLUMNS])], ["image,lesion_id"], {}
+    for k, r in enumerate(rows.itertuples()):
+        new_id = f"COPY_{k:04d}" if rename else r.image_id
+        dx = (relabel or {}).get(r.image_id, r.dx)
+        path = dst / "images" / f"{new_id}.jpg"
+        shutil.copy(ham / "images" / f"{r.image_id}.jpg", path)
+        lesion_of[str(path)] = r.lesion_id
+        truth.append(
+            ",".join([new_id, *("1.0" if c == dx.upper() else "0.0" for c in ISIC2019_COLUMNS)])
+        )
+        meta.append(f"{new_id},{r.lesion_id}")
+    (dst / "GroundTruth.csv").write_text("\n".join(truth) + "\n")
+    if metadata:
+        (dst / "Metadata.csv").write_text("\n".join(meta) + "\n")
+    return lesion_of
+
+
+def ham_plus_isic(helpers, ham: Path, isic: Path, *extra: str):
+    meta = "metadata_csv: Metadata.csv, " if (isic / "Metadata.csv").is_file() else ""
+    return load_source(
+        helpers.compose_cfg(
+            [
+                "data=combined",
+                f"data.classes=[{','.join(HAM_CLASSES)}]",
+                f"data.sources=[{{name: ham10000, source: ham10000, root: '{ham}', "
+                "metadata_csv: HAM10000_metadata.csv, images_dir: images, masks_dir: null, "
+                "image_ext: .jpg, mask_suffix: _segmentation.png, image_column: image_id, "
+                "label_column: dx, group_column: lesion_id}, "
+                f"{{name: isic2019, source: isic_csv, root: '{isic}', csv: GroundTruth.csv, "
+                f"images_dir: images, {meta}image_ext: .jpg, image_column: image, "
+                "ignore_columns: [], drop_empty_classes: true, group_column: lesion_id, "
+                "test_csv: null, test_images_dir: images}]",
+                *extra,
+            ]
+        ).data
+    )
+
+
+def lesions_crossing(src, lesion_of: dict, seeds=range(4), **split) -> list[str]:
+    """HAM lesions whose images (originals and copies) land in two partitions, any seed."""
+    crossing = []
+    for seed in seeds:
+        parts = make_splits(src.records, src.class_names, seed=seed, **split)
+        where: dict[str, str] = {}
+        for name, idx in parts.items():
+            for i in idx:
+                lesion = lesion_of[src.records[i].path]
+                if where.setdefault(lesion, name) != name:
+                    crossing.append(lesion)
+    return crossing
+
+
+def ham_lesions(ham: Path) -> dict:
+    return {
+        str(ham / "images" / f"{r.image_id}.jpg"): r.lesion_id for r in ham_rows(ham).itertuples()
+    }
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+def test_ham10000_and_its_isic2019_copy_keep_each_lesion_in_one_partition(
+    helpers, ham, tmp_path, metadata
+) -> None:
+    """Joined by image id (and lesion id where the ISIC metadata gives it): the HAM image that
+    was not copied goes with its lesion too. ``data.dedupe=paths`` (the old behaviour) is the
+    negative control: it lets lesions cross."""
+    lesion_of = ham_lesions(ham) | isic2019_copy(ham, tmp_path, rename=False, metadata=metadata)
+    src = ham_plus_isic(helpers, ham, tmp_path)
+    assert Counter(r.source for r in src.records) == {"ham10000": 60, "isic2019": 30}
+    assert any("30 image(s) or lesion(s) appear in more than one source" in n for n in src.notes)
+    for split in ({}, {"fold": 1, "num_folds": 3}):
+        assert not lesions_crossing(src, lesion_of, **split)
+    leaky = ham_plus_isic(helpers, ham, tmp_path, "data.dedupe=paths")
+    assert lesions_crossing(leaky, lesion_of)
+
+
+def test_renamed_copies_are_joined_by_their_pixels(helpers, ham, tmp_path) -> None:
+    lesion_of = ham_lesions(ham) | isic2019_copy(ham, tmp_path, rename=True, metadata=False)
+    assert lesions_crossing(ham_plus_isic(helpers, ham, tmp_path), lesion_of)  # ids cannot see it
+    src = ham_plus_isic(helpers, ham, tmp_path, "data.dedupe=pixels")
+    assert not lesions_crossing(src, lesion_of)
+
+
+def test_one_image_with_two_labels_across_sources_names_both(helpers, ham, tmp_path) -> None:
+    first = ham_rows(ham).iloc[0]
+    other = next(c for c in HAM_CLASSES if c != first.dx)
+    isic2019_copy(ham, tmp_path, rename=False, metadata=False, relabel={first.image_id: other})
+    with pytest.raises(DataError) as e:
+        ham_plus_isic(helpers, ham, tmp_path)
+    msg = str(e.value)
+    assert f"image {first.image_id} is {first.dx!r} in source 'ham10000'" in msg
+    assert f"{other!r} in source 'isic2019'" in msg and "data.dedupe=paths" in msg
+
+
+def test_unknown_dedupe_is_a_data_error(helpers, ham, tmp_path) -> None:
+    isic2019_copy(ham, tmp_path, rename=False, metadata=False)
+    with pytest.raises(DataError, match=r"data.dedupe='pixel': use one of \['ids', 'pixels'"):
+        ham_plus_isic(helpers, ham, tmp_path, "data.dedupe=pixel")

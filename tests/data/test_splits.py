@@ -220,3 +220,52 @@ def test_official_split_crossing_groups_is_reported_not_refused(caplog) -> None:
         parts = make_splits(recs, ["x", "y"], test_fraction=0.0, seed=0)
     assert parts["val"].tolist() == [20, 21]
     assert "official split puts 2 group(s) in two partitions" in caplog.text
+
+
+def crossing_val_records() -> list[Record]:
+    """Published train/val lists that put one patient in both: every 5th group has its first
+    image in official val and the rest in official train (one group, two partitions)."""
+    out = []
+    for r in RECORDS:
+        g = int(r.group[1:])
+        split = "val" if g % 5 == 0 and r.path.endswith("_0.png") else "train"
+        out.append(Record(r.path, r.label, r.group, split=split))
+    return out
+
+
+def test_official_val_groups_never_reach_the_carved_test_part(caplog) -> None:
+    """A patient in both published lists stays out of the test part medcls carves (train and
+    val share it as published, and that is reported)."""
+    recs = crossing_val_records()
+    groups = group_ids(recs)
+    with caplog.at_level(logging.WARNING, logger="medcls.data.splits"):
+        parts = make_splits(recs, CLASSES, test_fraction=0.2, seed=0)
+    np.testing.assert_array_equal(parts["val"], official_idx(recs, "val"))
+    assert not set(groups[parts["test"]]) & set(groups[parts["val"]])
+    assert not set(groups[parts["test"]]) & set(groups[parts["train"]])
+    assert len(parts["test"]) > 0.15 * len(recs)
+    assert "official split puts" in caplog.text  # the published train/val crossing
+
+
+@pytest.mark.parametrize("fold", [0, 1, 2])
+def test_official_val_with_folds_is_carved_by_group_over_everything(fold) -> None:
+    """With data.fold the official val joins the CV pool: the test part and the folds are carved
+    by whole groups over all records, so no patient sits in train and test."""
+    recs = crossing_val_records()
+    parts = make_splits(recs, CLASSES, fold=fold, num_folds=3, test_fraction=0.2, seed=0)
+    assert_partition_of(parts, len(recs))
+    assert_no_shared_group(parts, group_ids(recs))
+
+
+def test_folds_on_an_official_split_that_crosses_are_refused() -> None:
+    recs = [Record(f"{i}.png", i % 2, group=f"p{i // 2}", split="train") for i in range(40)]
+    recs += [Record("x.png", 0, group="p0", split="test"), Record("y.png", 1, "p1", split="test")]
+    make_splits(recs, ["x", "y"], seed=0)  # used as published: reported only
+    with pytest.raises(
+        DataError,
+        match=r"official split puts 2 group\(s\) in two partitions.*"
+        r"data\.use_official_split=false",
+    ):
+        make_splits(recs, ["x", "y"], fold=0, num_folds=2, seed=0)
+    parts = make_splits(recs, ["x", "y"], fold=0, num_folds=2, seed=0, use_official_split=False)
+    assert_no_shared_group(parts, group_ids(recs))

@@ -2,7 +2,9 @@
 
 The test partition is carved first and does not depend on the fold, so every fold model of a
 cross-validation is tested on the same images. An official split (``Record.split``) is used as
-given; partitions it lacks are carved from its training part.
+given; partitions it lacks are carved by whole groups, and no group of an official validation
+list reaches a carved test part. Groups that the published lists themselves put in two
+partitions are reported, and refused under cross-validation folds.
 """
 
 from __future__ import annotations
@@ -125,10 +127,14 @@ def make_splits(
         test = all_idx[splits == "test"]
         pool = all_idx[splits != "test"]
     elif test_fraction > 0:
-        # An official validation set stays whole: the test part is carved from the rest.
-        official_val = all_idx[splits == "val"] if official else all_idx[:0]
-        rest, test = _carve(np.setdiff1d(all_idx, official_val), strat, groups, test_fraction, seed)
-        pool = np.union1d(rest, official_val)
+        # The test part is carved by whole groups over every record. An official validation
+        # set kept whole (no folds) holds its groups back, so none of them reaches test even
+        # where the published lists put one group in both train and val.
+        held = all_idx[:0]
+        if official and fold is None and (splits == "val").any():
+            held = all_idx[np.isin(groups, groups[splits == "val"])]
+        rest, test = _carve(np.setdiff1d(all_idx, held), strat, groups, test_fraction, seed)
+        pool = np.union1d(rest, held)
     else:
         pool, test = all_idx, all_idx[:0]
 
@@ -140,14 +146,18 @@ def make_splits(
         train, val = _carve(pool, strat, groups, val_fraction, seed)
 
     out = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
-    check_partitions(out, labels, groups, class_names, official=official)
+    check_partitions(out, labels, groups, class_names, official=official, folds=fold is not None)
     return out
 
 
-def check_partitions(parts, labels, groups, class_names, official: bool = False) -> None:
+def check_partitions(
+    parts, labels, groups, class_names, official: bool = False, folds: bool = False
+) -> None:
     """Every class in every non-empty partition; no group in two partitions.
 
-    An official split is taken as published: groups crossing it are reported, not refused.
+    An official split used as published may itself put a group in two partitions: that is
+    reported. Cross-validation folds on top of such a split would score fold models on images
+    of patients they trained on, so it is refused.
     """
     for name, idx in parts.items():
         if name != "train" and idx.size == 0:
@@ -169,6 +179,13 @@ def check_partitions(parts, labels, groups, class_names, official: bool = False)
             seen[g] = name
     if crossing and not official:
         raise DataError(f"group(s) in two partitions: {crossing[:5]}; this is a medcls bug.")
+    if crossing and folds:
+        raise DataError(
+            f"the official split puts {len(crossing)} group(s) in two partitions, e.g. "
+            f"{crossing[:3]}, so cross-validation folds on top of it would leak. Set "
+            "data.use_official_split=false to carve every partition by group, or fix the "
+            "split lists."
+        )
     if crossing:
         log.warning(
             "official split puts %d group(s) in two partitions, e.g. %s",

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
 from medcls.data.sources.base import SourceData, check_no_empty_class
+from medcls.data.sources.joins import join_across_sources
 
 # Keys of a source entry that belong to the combination, not to the source's own reader.
 COMBINE_KEYS = ("class_map", "max_per_class", "max_images")
@@ -185,9 +186,9 @@ def load_combined(
 
     Per source: ``class_map`` (source class → shared class, ``null`` drops it),
     ``max_per_class`` and ``max_images`` (seeded caps, default ``cfg.max_per_class`` /
-    ``cfg.max_images``). Group ids are prefixed with the source name (two sources' patient
-    ``17`` are different people); a file listed by two sources keeps the first source's group so
-    it never lands in two partitions.
+    ``cfg.max_images``). Group ids are prefixed with the source name, and records of one image
+    or lesion in several sources are joined into one group (``cfg.dedupe``, see
+    :mod:`medcls.data.sources.joins`) so it never lands in two partitions.
     """
     if load is None:
         from medcls.data.sources import load_source as load
@@ -233,53 +234,14 @@ def load_combined(
         dataclasses.replace(
             r,
             label=class_names.index(targets[r.label]) if r.label >= 0 else r.label,
-            group=f"{name}:{r.group}" if r.group is not None else None,
             source=name,
         )
         for name, records, targets in merged
         for r in records
     ]
-    out, duplicates = _join_duplicate_files(out)
-    if duplicates:
-        notes.append(
-            f"{duplicates} image file(s) appear in more than one source; all their copies "
-            "share one group, so no file is in two partitions"
-        )
+    out, join_notes = join_across_sources(out, class_names, str(cfg.get("dedupe") or "ids"))
+    notes += join_notes
     check_no_empty_class(class_names, out, f"data.sources ({', '.join(n for n, _, _ in merged)})")
     counts = Counter((r.source, class_names[r.label]) for r in out if r.label >= 0)
     notes.append("combined: " + "; ".join(f"{s}/{c} {n}" for (s, c), n in sorted(counts.items())))
     return SourceData(str(cfg.name), class_names, out, notes)
-
-
-def _join_duplicate_files(records: list[Record]) -> tuple[list[Record], int]:
-    """Give every record of a file listed more than once (and the rest of its groups) one
-    group id: a file must never be in train and test at once. Returns the records and the
-    number of such files."""
-    by_path: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        by_path.setdefault(r.path, []).append(i)
-    dup_paths = [p for p, ids in by_path.items() if len(ids) > 1]
-    if not dup_paths:
-        return records, 0
-    parent: dict[str, str] = {}
-
-    def find(k: str) -> str:
-        while parent.setdefault(k, k) != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    def key(i: int) -> str:
-        return records[i].group if records[i].group is not None else f"file:{records[i].path}"
-
-    for p in dup_paths:
-        first = find(key(by_path[p][0]))
-        for i in by_path[p][1:]:
-            parent[find(key(i))] = first
-    out = [
-        dataclasses.replace(r, group=find(key(i)))
-        if r.group is not None or len(by_path[r.path]) > 1
-        else r
-        for i, r in enumerate(records)
-    ]
-    return out, len(dup_paths)
