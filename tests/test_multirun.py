@@ -62,3 +62,59 @@ def test_multirun_two_jobs_two_mlflow_runs(helpers, workdir: Path) -> None:
         assert "hydra/overrides.yaml" in hydra_files
     assert runs[0].info.run_id != runs[1].info.run_id
     assert len({r.data.params["optimizer.lr"] for r in runs}) == 2
+
+
+def test_ckpt_path_last_in_a_multirun_resumes_each_jobs_own_checkpoint(helpers, workdir) -> None:
+    """A sweep stopped after epoch 0, run again with ckpt_path=last and more epochs: each job
+    continues its own last.ckpt (found by its overrides, not the newest file of the sweep), in
+    its own MLflow run and its own folder."""
+    import torch
+
+    uri = helpers.sqlite_uri(workdir / "resume.db")
+    common = [
+        "-m",
+        "optimizer.lr=1e-3,3e-3",
+        *[o for o in helpers.train_overrides() if o != "logger=none"],
+        "scheduler.T_max=2",
+        "++trainer.limit_train_batches=2",
+        f"logger.mlflow.tracking_uri={uri}",
+        "experiment_name=resume_sweep",
+    ]
+    for leg, extra in (
+        ("first", ["trainer.max_epochs=1"]),
+        ("again", ["trainer.max_epochs=2", "ckpt_path=last"]),
+    ):
+        proc = helpers.run_cli(
+            "medcls-train", [*common, *extra, f"hydra.sweep.dir=multirun/{leg}"], cwd=workdir
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        if leg == "first":
+            started = {
+                j: torch.load(
+                    workdir / f"multirun/first/{j}/checkpoints/last.ckpt", weights_only=True
+                )
+                for j in ("0", "1")
+            }
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("resume_sweep")
+    runs = [
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if r.data.tags.get("medcls.role") != "sweep"
+    ]
+    assert len(runs) == 2  # the second sweep made no new job runs
+    for j in ("0", "1"):
+        first = workdir / "multirun" / "first" / j
+        again = workdir / "multirun" / "again" / j
+        assert (again / "resumed_into.txt").read_text().strip() == str(first)
+        assert (
+            not (again / "checkpoints").exists() and not (again / "test_predictions.csv").exists()
+        )
+        last = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
+        assert last["epoch"] == 1
+        run_id = started[j]["medcls"]["mlflow_run_id"]
+        assert last["medcls"]["mlflow_run_id"] == run_id  # its own checkpoint, not the other job's
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert len(client.get_metric_history(run_id, "val/balanced_accuracy")) == 2
+        helpers.assert_metrics_match_predictions(run.data.metrics, first / "test_predictions.csv")

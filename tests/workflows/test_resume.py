@@ -32,8 +32,15 @@ def test_resume_continues_the_same_mlflow_run(how, helpers, workdir, mlflow_uri)
 
     ckpt_path = "last" if how == "last" else str(last)
     second = helpers.compose_cfg([*common, "trainer.max_epochs=2", f"ckpt_path={ckpt_path}"])
-    assert second.paths.output_dir != first_dir
-    run_train(second)
+    second_dir = Path(second.paths.output_dir)
+    assert str(second_dir) != first_dir
+    kept = run_train(second)
+
+    # one run, one folder: the restart's own folder only points at the first one
+    assert sorted(p.name for p in second_dir.iterdir()) == ["resumed_into.txt"]
+    assert (second_dir / "resumed_into.txt").read_text().strip() == str(Path(first_dir))
+    assert (Path(first_dir) / "resolved_config_resumed.yaml").is_file()
+    assert (Path(first_dir) / "resolved_config.yaml").is_file()  # the first leg's, kept
 
     resumed = torch.load(last, map_location="cpu", weights_only=True)  # written in place
     assert (resumed["epoch"], resumed["global_step"]) == (1, 4)
@@ -49,6 +56,8 @@ def test_resume_continues_the_same_mlflow_run(how, helpers, workdir, mlflow_uri)
     history = client.get_metric_history(run_id, "val/balanced_accuracy")
     assert len(history) == 2
     assert len({m.step for m in history}) == 2
+    # the kept model is the best of both legs (Lightning restores it only in the same folder)
+    assert kept["val/balanced_accuracy"] == pytest.approx(max(m.value for m in history))
     epochs = sorted(m.value for m in client.get_metric_history(run_id, "epoch"))
     assert epochs[0] == 0 and epochs[-1] == 1
     assert runs[0].data.params["trainer.max_epochs"] == "1"  # params of the original run
@@ -128,7 +137,7 @@ def test_requeued_job_continues_its_own_run(helpers, workdir, mlflow_uri, monkey
 
 
 def test_is_requeued(helpers, workdir, monkeypatch) -> None:
-    from medcls.workflows.common import JOB_MARKER, is_requeued, mark_scheduler_job
+    from medcls.workflows.resume import JOB_MARKER, is_requeued, mark_scheduler_job
 
     for var in ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID", "SLURM_RESTART_COUNT"):
         monkeypatch.delenv(var, raising=False)
@@ -147,7 +156,7 @@ def test_is_requeued(helpers, workdir, monkeypatch) -> None:
 
 
 def test_ckpt_path_auto_without_checkpoint_starts_fresh(helpers, workdir) -> None:
-    from medcls.workflows.train import _resume
+    from medcls.workflows.resume import resume_point
 
     cfg = helpers.compose_cfg(["print_config=false", "ckpt_path=auto"], output_dir=workdir / "j")
-    assert _resume(cfg) == (None, None)
+    assert resume_point(cfg) == (None, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from collections.abc import Sequence
@@ -81,60 +80,6 @@ def positive_index(class_names: Sequence[str], positive: str | None) -> int:
             f"data.positive_class={positive!r} is not one of the classes {list(class_names)}."
         )
     return list(class_names).index(positive)
-
-
-JOB_MARKER = ".scheduler_job_id"
-
-
-def scheduler_job_id() -> str | None:
-    """The id of the SLURM or submitit-local job this process belongs to: a requeued job keeps
-    its id (``scontrol requeue``; submitit_local restarts the job under the same controller)."""
-    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or None
-
-
-def is_requeued(cfg: DictConfig) -> bool:
-    """True when this job runs again after its scheduler stopped and requeued it (preemption,
-    or a timeout with ``hydra.launcher.max_num_timeout`` > 0): its output dir was started by
-    this very job before (see :func:`mark_scheduler_job`), or SLURM counts a restart."""
-    try:
-        if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
-            return True
-    except ValueError:
-        pass
-    job = scheduler_job_id()
-    marker = os.path.join(cfg.paths.output_dir, JOB_MARKER)
-    if job is None or not os.path.isfile(marker):
-        return False
-    with open(marker) as f:
-        return f.read().strip() == job
-
-
-def mark_scheduler_job(cfg: DictConfig) -> None:
-    """Note the scheduler's job id in the output dir, for :func:`is_requeued`."""
-    job = scheduler_job_id()
-    if job is not None:
-        os.makedirs(cfg.paths.output_dir, exist_ok=True)
-        with open(os.path.join(cfg.paths.output_dir, JOB_MARKER), "w") as f:
-            f.write(job)
-
-
-def own_last_checkpoint(cfg: DictConfig) -> str | None:
-    """This run's own ``last.ckpt`` (where ``callbacks.last_checkpoint`` writes it, by default
-    ``<output dir>/checkpoints``), if it exists: what a requeued job continues from."""
-    last_cb = (cfg.get("callbacks") or {}).get("last_checkpoint") or {}
-    folder = last_cb.get("dirpath") or os.path.join(cfg.paths.output_dir, "checkpoints")
-    path = os.path.join(folder, f"{last_cb.get('filename') or 'last'}.ckpt")
-    return path if os.path.isfile(path) else None
-
-
-def newest_last_checkpoint(log_dir: str) -> str:
-    found = glob.glob(os.path.join(log_dir, "**", "checkpoints", "last.ckpt"), recursive=True)
-    found += glob.glob(os.path.join("multirun", "**", "checkpoints", "last.ckpt"), recursive=True)
-    if not found:
-        raise DataError(
-            f"ckpt_path=last: no last.ckpt under {log_dir} or multirun/. Give the path explicitly."
-        )
-    return max(found, key=os.path.getmtime)
 
 
 def write_test_artifacts(

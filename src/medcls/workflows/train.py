@@ -40,17 +40,14 @@ from medcls.utils.hardware import resolve_channels_last, resolve_precision
 from medcls.workflows.common import (
     build_datamodule,
     build_loggers,
-    is_requeued,
     log_run_files,
-    mark_scheduler_job,
-    newest_last_checkpoint,
-    own_last_checkpoint,
     positive_index,
     resolved,
     source_results,
     source_summary,
     write_test_artifacts,
 )
+from medcls.workflows.resume import continue_in_run_folder, mark_scheduler_job, resume_point
 
 log = logging.getLogger(__name__)
 
@@ -71,43 +68,17 @@ def normalization(mode: str, model: Classifier, dm: ClassificationDataModule):
     raise DataError(f"data.normalize={mode!r}: use backbone, dataset, imagenet or none")
 
 
-def _resume(cfg: DictConfig) -> tuple[str | None, str | None]:
-    """(checkpoint to resume from, its MLflow run id).
-
-    ``ckpt_path``: a checkpoint; ``last``: the newest last.ckpt under outputs/ and multirun/;
-    ``auto``: this run's own last.ckpt if it has one (a job started again in the same output
-    dir), else a fresh start. A job its scheduler requeued (SLURM or submitit_local: preemption,
-    or a timeout with ``hydra.launcher.max_num_timeout`` > 0) behaves as ``auto`` when
-    ``ckpt_path`` is unset.
-    """
-    path = cfg.get("ckpt_path")
-    if not path and is_requeued(cfg):
-        path = "auto"
-        console.print("[bold]requeued job[/]: continuing from its own last.ckpt")
-    if not path:
-        return None, None
-    if path == "auto":
-        path = own_last_checkpoint(cfg)
-        if path is None:
-            console.print("ckpt_path=auto: no last.ckpt in this run's output dir; starting fresh")
-            return None, None
-    elif path == "last":
-        path = newest_last_checkpoint(os.path.join(cfg.paths.log_dir, cfg.task_name))
-    meta = read_checkpoint(path)["medcls"]
-    console.print(f"[bold]resuming[/] from {path}")
-    return path, meta.get("mlflow_run_id")
-
-
 def run_train(cfg: DictConfig) -> dict[str, float]:
     """Train and test one configuration; return the logged metrics (val and test)."""
     started = time.time()
     if cfg.get("print_config"):
         print_config_tree(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    out_dir = cfg.paths.output_dir
-    resume_path, resume_run = _resume(cfg)
+    resume_path, resume_run = resume_point(cfg)
     if is_global_zero():
         mark_scheduler_job(cfg)  # a requeue of this job will find it (and resume)
+    # a continued run writes where it started: one run, one folder
+    out_dir = continue_in_run_folder(cfg, resume_path) if resume_path else cfg.paths.output_dir
 
     dm = build_datamodule(cfg)
     dm.setup()
@@ -152,10 +123,6 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
 
     loggers = build_loggers(cfg, run_id=resume_run)
     callbacks_cfg = cfg.get("callbacks") or {}
-    if resume_path:  # keep writing next to the resumed checkpoints
-        for c in callbacks_cfg.values():
-            if c is not None and str(c.get("_target_", "")).endswith(".ModelCheckpoint"):
-                c.dirpath = os.path.dirname(os.path.abspath(resume_path))
     callbacks = [
         instantiate(c) for c in callbacks_cfg.values() if c is not None and "_target_" in c
     ]
@@ -192,7 +159,9 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
                 **(cfg.get("tags") or {}),
             },
         )
-        config_path = os.path.join(out_dir, "resolved_config.yaml")
+        # a continued run keeps the config it started with and adds the restart's
+        config_name = "resolved_config_resumed.yaml" if resume_path else "resolved_config.yaml"
+        config_path = os.path.join(out_dir, config_name)
         os.makedirs(out_dir, exist_ok=True)
         OmegaConf.save(cfg, config_path, resolve=True)
         log_run_files(loggers, [config_path])
