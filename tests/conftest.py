@@ -330,6 +330,7 @@ def isic_with_unknown(root: Path, classes: Sequence[str] = ("MEL", "NV", "BCC"))
         "data.test_csv=Test.csv",
         "data.test_images_dir=test_images",
         "data.unknown=reject",
+        f"data.classes=[{','.join(classes)}]",  # the training CSV's UNK column has no images
     ]
 
 

@@ -105,12 +105,18 @@ DATA = {
     "synthetic": [],
     "imagefolder": ["data=imagefolder", "data.root={imagefolder}"],
     "glaucoma": ["data=glaucoma", "data.root={glaucoma}"],
-    "ham10000": ["data=ham10000", "data.root={ham10000}", "data.load_masks=true"],
+    "ham10000": [
+        "data=ham10000",
+        "data.root={ham10000}",
+        "data.classes=[bkl,mel,nv]",  # the tiny set is a subset of the seven
+        "data.load_masks=true",
+    ],
     "isic_csv": [
         "data=isic_csv",
         "data.root={isic_csv}",
         "data.csv=GroundTruth.csv",
         "data.images_dir=images",
+        "data.classes=[MEL,NV,BCC]",  # its UNK column has no images
     ],
     "covid_ct": ["data=covid_ct", "data.root={covid_ct}"],
 }

@@ -64,18 +64,25 @@ def write_ham(root, rows, image_file, header="lesion_id,image_id,dx", with_image
 
 
 HAM = [("L1", "I1", "nv"), ("L2", "I2", "mel"), ("L3", "I3", "nv"), ("L4", "I4", "bkl")]
+HAM_CLASSES = ["bkl", "mel", "nv"]  # a subset of the seven: it says so
 
 
 def test_missing_csv_column_names_file_column_and_option(data_cfg, tmp_path, image_file) -> None:
     write_ham(tmp_path, HAM, image_file, header="lesion_id,image_id,diagnosis")
     with pytest.raises(DataError) as e:
-        load_source(data_cfg("ham10000", root=str(tmp_path)))
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=HAM_CLASSES))
     msg = str(e.value)
     assert "HAM10000_metadata.csv has no column(s) ['dx']" in msg
     assert "'diagnosis'" in msg and "data.*_column" in msg
     # the fix it names works
     assert (
-        len(load_source(data_cfg("ham10000", root=str(tmp_path), label_column="diagnosis")).records)
+        len(
+            load_source(
+                data_cfg(
+                    "ham10000", root=str(tmp_path), label_column="diagnosis", classes=HAM_CLASSES
+                )
+            ).records
+        )
         == 4
     )
 
@@ -94,14 +101,14 @@ def test_unreadable_csv(data_cfg, tmp_path) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "HAM10000_metadata.csv").write_bytes(b"\xff\xfe\x00\x81\x00binary\x00\xff")
     with pytest.raises(DataError, match=r"cannot read CSV .*HAM10000_metadata\.csv"):
-        load_source(data_cfg("ham10000", root=str(tmp_path)))
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=HAM_CLASSES))
 
 
 def test_image_listed_in_csv_but_absent(data_cfg, tmp_path, image_file) -> None:
     write_ham(tmp_path, HAM, image_file)
     os.remove(tmp_path / "images" / "I3.jpg")
     with pytest.raises(DataError) as e:
-        load_source(data_cfg("ham10000", root=str(tmp_path)))
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=HAM_CLASSES))
     msg = str(e.value)
     assert "1 image(s) listed in" in msg and "HAM10000_metadata.csv are missing" in msg
     assert str(tmp_path / "images" / "I3.jpg") in msg
@@ -112,7 +119,7 @@ def test_many_missing_images_are_counted_not_all_listed(data_cfg, tmp_path, imag
     rows = [(f"L{i}", f"I{i}", "nv") for i in range(9)]
     write_ham(tmp_path, rows, image_file, with_images=False)
     with pytest.raises(DataError, match=r"(?s)9 image\(s\) listed .*I4\.jpg\n  … and 4 more"):
-        load_source(data_cfg("ham10000", root=str(tmp_path)))
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=HAM_CLASSES))
 
 
 def test_isic_image_absent(data_cfg, tmp_path, image_file) -> None:
@@ -136,6 +143,56 @@ def test_image_in_split_list_but_absent(data_cfg, tmp_path, image_file) -> None:
 
 
 # -- classes -----------------------------------------------------------------------------------
+def test_misspelt_ham_label_names_value_and_row(data_cfg, tmp_path, image_file) -> None:
+    """Not "no images in the val partition" later: the misspelt dx, its row and the nearest
+    class of the seven."""
+    write_ham(tmp_path, [*HAM, ("L5", "I5", "mell")], image_file)
+    with pytest.raises(DataError) as e:
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=HAM_CLASSES))
+    msg = str(e.value)
+    assert "HAM10000_metadata.csv: row 6 has dx='mell' (did you mean 'mel'?)" in msg
+    assert "['akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc']" in msg
+
+
+def test_ham_subset_without_narrowed_classes_names_the_missing_ones(
+    data_cfg, tmp_path, image_file
+) -> None:
+    write_ham(tmp_path, HAM, image_file)
+    with pytest.raises(DataError) as e:
+        load_source(data_cfg("ham10000", root=str(tmp_path)))
+    msg = str(e.value)
+    assert "declared class(es) ['akiec', 'bcc', 'df', 'vasc'] have no images" in msg
+    assert "data.classes=[bkl,mel,nv]" in msg
+    assert (
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=HAM_CLASSES)).class_names
+        == HAM_CLASSES
+    )
+
+
+def test_ham_classes_outside_the_vocabulary(data_cfg, tmp_path, image_file) -> None:
+    write_ham(tmp_path, HAM, image_file)
+    with pytest.raises(
+        DataError, match=r"data\.classes names \['melanoma'\], which .* does not declare"
+    ):
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=["nv", "melanoma"]))
+
+
+@pytest.mark.parametrize(
+    ("second", "pattern"),
+    [
+        (
+            "mel",
+            r"image I1 is listed twice with different labels: 'nv' \(row 2\) and 'mel' \(row 6\)",
+        ),
+        ("nv", r"image I1 is listed twice \(rows 2 and 6, both 'nv'\)\. Remove one"),
+    ],
+)
+def test_image_listed_twice_in_ham(data_cfg, tmp_path, image_file, second, pattern) -> None:
+    write_ham(tmp_path, [*HAM, ("L1", "I1", second)], image_file)
+    with pytest.raises(DataError, match=pattern):
+        load_source(data_cfg("ham10000", root=str(tmp_path), classes=HAM_CLASSES))
+
+
 def test_label_not_in_explicit_classes_imagefolder(data_cfg, folder_dataset) -> None:
     with pytest.raises(DataError) as e:
         load_source(data_cfg("imagefolder", root=str(folder_dataset), classes=["a", "b"]))
@@ -146,8 +203,17 @@ def test_label_not_in_explicit_classes_imagefolder(data_cfg, folder_dataset) -> 
 
 def test_label_not_in_explicit_classes_ham(data_cfg, tmp_path, image_file) -> None:
     write_ham(tmp_path, HAM, image_file)
-    with pytest.raises(DataError, match=r"label\(s\) \['bkl'\] found in .*HAM10000_metadata\.csv"):
+    with pytest.raises(
+        DataError, match=r"HAM10000_metadata\.csv: image I4 has label 'bkl', not in data\.classes"
+    ):
         load_source(data_cfg("ham10000", root=str(tmp_path), classes=["nv", "mel"]))
+    # the fix it names works: bkl left out
+    cfg = data_cfg("ham10000", root=str(tmp_path), classes=["nv", "mel"], unknown="exclude")
+    assert [r.path.rsplit("/", 1)[1] for r in load_source(cfg).records] == [
+        "I1.jpg",
+        "I2.jpg",
+        "I3.jpg",
+    ]
 
 
 def test_label_not_in_explicit_classes_isic(data_cfg, tmp_path, image_file) -> None:
@@ -156,7 +222,7 @@ def test_label_not_in_explicit_classes_isic(data_cfg, tmp_path, image_file) -> N
     (tmp_path / "gt.csv").write_text("image,MEL,NV\nA,1,0\nB,0,1\n")
     cfg = data_cfg("isic_csv", root=str(tmp_path), csv="gt.csv", images_dir="imgs", classes=["MEL"])
     with pytest.raises(
-        DataError, match=r"B\.jpg has label 'NV', not in data\.classes=\['MEL'\]\. Add"
+        DataError, match=r"gt\.csv: image B has label 'NV', not in data\.classes=\['MEL'\]\. Add"
     ):
         load_source(cfg)
 
@@ -268,7 +334,9 @@ def test_mask_size_mismatch_names_both_files(data_cfg, tmp_path, image_file) -> 
     for _, image_id, _ in HAM:
         size = (20, 20) if image_id == "I2" else (40, 30)
         image_file(tmp_path / "masks" / f"{image_id}_segmentation.png", size=size, mode="L")
-    cfg = data_cfg("ham10000", root=str(tmp_path), load_masks=True, image_size=16)
+    cfg = data_cfg(
+        "ham10000", root=str(tmp_path), load_masks=True, image_size=16, classes=HAM_CLASSES
+    )
     with pytest.raises(DataError) as e:
         datamodule(cfg, tmp_path)
     msg = str(e.value)
@@ -313,3 +381,65 @@ def test_skipped_images_can_empty_a_class(data_cfg, tmp_path, image_folder) -> N
     cfg = data_cfg("imagefolder", root=str(tmp_path / "imgs"), cache="memory", image_size=16)
     with pytest.raises(DataError, match=r"\['b'\] have no images in imagefolder once 2 unread"):
         datamodule(cfg, tmp_path)
+
+
+def test_image_listed_twice_in_an_isic_csv(data_cfg, tmp_path, image_file) -> None:
+    for name in ("A", "B"):
+        image_file(tmp_path / "imgs" / f"{name}.jpg")
+    (tmp_path / "gt.csv").write_text("image,MEL,NV\nA,1,0\nB,0,1\nA,0,1\n")
+    cfg = data_cfg("isic_csv", root=str(tmp_path), csv="gt.csv", images_dir="imgs")
+    with pytest.raises(
+        DataError,
+        match=r"gt\.csv: image A is listed twice with different labels: 'MEL' \(row 2\) and "
+        r"'NV' \(row 4\)",
+    ):
+        load_source(cfg)
+
+
+def test_image_in_both_the_training_and_the_test_csv(data_cfg, tmp_path, image_file) -> None:
+    for name in ("A", "B", "C"):
+        image_file(tmp_path / "imgs" / f"{name}.jpg")
+    (tmp_path / "gt.csv").write_text("image,MEL,NV\nA,1,0\nB,0,1\n")
+    (tmp_path / "test.csv").write_text("image,MEL,NV\nB,0,1\nC,1,0\n")
+    cfg = data_cfg(
+        "isic_csv", root=str(tmp_path), csv="gt.csv", images_dir="imgs", test_csv="test.csv"
+    )
+    with pytest.raises(
+        DataError, match=r"1 image\(s\) are listed both in .*gt\.csv and in the test list .*\['B'\]"
+    ):
+        load_source(cfg)
+
+
+def test_slice_in_two_official_lists(data_cfg, tmp_path, image_file) -> None:
+    for name in ("a.png", "b.png"):
+        image_file(tmp_path / "CT_COVID" / name)
+    image_file(tmp_path / "CT_NonCOVID" / "c.png")
+    (tmp_path / "Data-split").mkdir()
+    (tmp_path / "Data-split" / "trainCT_COVID.txt").write_text("a.png\nb.png\n")
+    (tmp_path / "Data-split" / "valCT_COVID.txt").write_text("b.png\n")
+    (tmp_path / "Data-split" / "trainCT_NonCOVID.txt").write_text("c.png\n")
+    with pytest.raises(
+        DataError, match=r"CT_COVID/b\.png is listed twice: in .*trainCT_COVID\.txt and in .*valCT"
+    ):
+        load_source(data_cfg("covid_ct", root=str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([*HAM, ("L5", "I5", "mell")], "row 6 has dx='mell' (did you mean 'mel'?)"),
+        ([*HAM, ("L1", "I1", "mel")], "image I1 is listed twice with different labels"),
+    ],
+)
+def test_medcls_train_exits_2_with_one_line(helpers, tmp_path, image_file, rows, message) -> None:
+    """Through the command line: exit code 2, the message, no traceback, nothing trained."""
+    write_ham(tmp_path / "ham", rows, image_file)
+    proc = helpers.run_cli(
+        "medcls-train",
+        ["data=ham10000", f"data.root={tmp_path / 'ham'}", "logger=none", "print_config=false"],
+        cwd=tmp_path,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert message in " ".join(text.split()) and "Traceback" not in text
+    assert not list(tmp_path.glob("outputs/**/*.ckpt"))

@@ -187,3 +187,39 @@ def test_parallel_decode_matches_serial(records) -> None:
     serial = decode_all("t", records, Preprocess(12), cache="memory", workers=0)
     parallel = decode_all("t", records, Preprocess(12), cache="memory", workers=2)
     np.testing.assert_array_equal(serial.images, parallel.images)
+
+
+def _truncate(path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+DAMAGE = {
+    "truncated images": lambda d: _truncate(d / "images.npy"),
+    "images of another size": lambda d: np.save(
+        d / "images.npy", np.zeros((18, 8, 8, 3), np.uint8)
+    ),
+    "fewer images": lambda d: np.save(d / "images.npy", np.zeros((5, 12, 12, 3), np.uint8)),
+    "unreadable meta": lambda d: (d / "meta.json").write_text("{not json"),
+    "missing ok.npy": lambda d: (d / "ok.npy").unlink(),
+    "not an npy": lambda d: (d / "has_mask.npy").write_bytes(b"garbage"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_disk_cache_is_logged_and_rebuilt(records, cdir, caplog, damage) -> None:
+    pre = Preprocess(image_size=12)
+    fresh = decode_all("t", records, pre, cache="memory")
+    decode_all("t", records, pre, cache="disk", cache_dir=str(cdir))
+    (folder,) = cache_folders(cdir)
+    DAMAGE[damage](cdir / folder)
+    with caplog.at_level("WARNING", logger="medcls.data.cache"):
+        again = decode_all("t", records, pre, cache="disk", cache_dir=str(cdir))
+    assert f"decode cache {cdir / folder} is damaged" in caplog.text
+    np.testing.assert_array_equal(again.images, fresh.images)
+    assert again.ok.all()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medcls.data.cache"):  # rebuilt: a plain hit now
+        hit = decode_all("t", records, pre, cache="disk", cache_dir=str(cdir))
+    assert "damaged" not in caplog.text and cache_folders(cdir) == [folder]
+    np.testing.assert_array_equal(hit.images, fresh.images)

@@ -142,7 +142,14 @@ def test_ham10000_groups_and_masks(data_cfg, image_file, tmp_path) -> None:
         if i % 2 == 0:
             image_file(root / "masks" / f"I{i:03d}_segmentation.png", mode="L", value=255)
     (root / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
-    cfg = data_cfg("ham10000", root=str(root), image_size=8, load_masks=True, cache="memory")
+    cfg = data_cfg(
+        "ham10000",
+        root=str(root),
+        classes=["bkl", "mel", "nv"],
+        image_size=8,
+        load_masks=True,
+        cache="memory",
+    )
     dm = build(cfg, tmp_path / "cache")
     assert dm.decoded.has_mask.tolist() == [i % 2 == 0 for i in range(60)]
     assert (dm.decoded.masks[dm.decoded.has_mask] == 255).all()

@@ -16,11 +16,12 @@ from medcls.data.sources import load_source
 # each on-disk layout of the session's tiny datasets (tests/conftest.py), as its source reads it
 LAYOUTS = {
     "imagefolder": lambda d: {"root": str(d["imagefolder"])},
-    "ham10000": lambda d: {"root": str(d["ham10000"])},
+    "ham10000": lambda d: {"root": str(d["ham10000"]), "classes": ["bkl", "mel", "nv"]},
     "isic_csv": lambda d: {
         "root": str(d["isic_csv"]),
         "csv": "GroundTruth.csv",
         "images_dir": "images",
+        "classes": ["MEL", "NV", "BCC"],
     },
     "covid_ct": lambda d: {"root": str(d["covid_ct"]), "use_official_split": True},
     "synthetic": lambda d: {"num_samples": 60, "native_size": 32},

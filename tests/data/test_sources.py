@@ -125,7 +125,7 @@ def ham_root(tmp_path, image_file):
 
 
 def test_ham10000_metadata_images_and_masks(data_cfg, ham_root) -> None:
-    src = load_source(data_cfg("ham10000", root=str(ham_root)))
+    src = load_source(data_cfg("ham10000", root=str(ham_root), classes=["bkl", "mel", "nv"]))
     assert src.class_names == ["bkl", "mel", "nv"]
     assert len(src.records) == len(HAM_ROWS)
     for r, (lesion, image_id, dx) in zip(src.records, HAM_ROWS, strict=True):
@@ -143,7 +143,7 @@ def test_ham10000_without_masks_folder(data_cfg, ham_root) -> None:
     for f in (ham_root / "masks").iterdir():
         f.unlink()
     (ham_root / "masks").rmdir()
-    src = load_source(data_cfg("ham10000", root=str(ham_root)))
+    src = load_source(data_cfg("ham10000", root=str(ham_root), classes=["bkl", "mel", "nv"]))
     assert all(r.mask is None for r in src.records)
 
 
@@ -169,7 +169,15 @@ def isic_root(tmp_path, image_file):
 
 
 def test_isic_csv_one_hot_and_empty_unk_dropped(data_cfg, isic_root) -> None:
-    src = load_source(data_cfg("isic_csv", root=str(isic_root), csv="gt.csv", images_dir="train"))
+    src = load_source(
+        data_cfg(
+            "isic_csv",
+            root=str(isic_root),
+            csv="gt.csv",
+            images_dir="train",
+            drop_empty_classes=True,
+        )
+    )
     assert src.class_names == ["MEL", "NV", "BCC"]  # CSV column order, UNK dropped
     assert [src.class_names[r.label] for r in src.records] == [
         "MEL",
@@ -184,11 +192,17 @@ def test_isic_csv_one_hot_and_empty_unk_dropped(data_cfg, isic_root) -> None:
     assert any("UNK" in n and "dropped" in n for n in src.notes)
 
 
-def test_isic_csv_keeping_the_empty_class_is_refused(data_cfg, isic_root) -> None:
-    cfg = data_cfg(
-        "isic_csv", root=str(isic_root), csv="gt.csv", images_dir="train", drop_empty_classes=False
-    )
-    with pytest.raises(DataError, match=r"\['UNK'\] have no images in .*gt.csv"):
+def test_isic_csv_a_declared_column_without_images_is_refused(data_cfg, isic_root) -> None:
+    """The default: a class column without images is named, with the narrowed list to give."""
+    cfg = data_cfg("isic_csv", root=str(isic_root), csv="gt.csv", images_dir="train")
+    with pytest.raises(
+        DataError, match=r"\['UNK'\] have no images in .*gt.csv.*data\.classes=\[MEL,NV,BCC\]"
+    ):
+        load_source(cfg)
+    cfg.classes = ["MEL", "NV", "BCC"]
+    assert load_source(cfg).class_names == ["MEL", "NV", "BCC"]
+    cfg.classes = ["MEL", "NVV"]
+    with pytest.raises(DataError, match=r"data\.classes names \['NVV'\], which .*gt\.csv does not"):
         load_source(cfg)
 
 
@@ -213,6 +227,7 @@ def test_isic_csv_test_csv_and_metadata_groups(data_cfg, isic_root) -> None:
         test_csv="test_gt.csv",
         test_images_dir="test",
         metadata_csv="meta.csv",
+        classes=["MEL", "NV", "BCC"],
     )
     src = load_source(cfg)
     assert Counter(r.split for r in src.records) == {"train": 6, "test": 2}

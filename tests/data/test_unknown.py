@@ -35,7 +35,7 @@ def _cfg(data_cfg, root: Path, **kw):
         test_csv="Test.csv",
         test_images_dir="test_images",
         image_size=16,
-        **kw,
+        **{"classes": TRAIN, **kw},  # the training CSV's UNK column has no images
     )
 
 
@@ -92,7 +92,12 @@ def test_unknown_taken_out_of_the_split_even_without_an_official_test(data_cfg, 
 
 def test_no_reject_option_without_unknown_test_images(data_cfg, isic, tmp_path) -> None:
     cfg = data_cfg(
-        "isic_csv", root=str(isic), csv="GroundTruth.csv", images_dir="images", image_size=16
+        "isic_csv",
+        root=str(isic),
+        csv="GroundTruth.csv",
+        images_dir="images",
+        image_size=16,
+        classes=TRAIN,
     )
     cfg.unknown = "reject"
     assert _dm(cfg, tmp_path).unknown is None

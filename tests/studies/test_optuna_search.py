@@ -1,5 +1,5 @@
 """``hparams_search=optuna``: a search that resumes from its SQLite storage with new suggestions,
-trial values that are the runs' logged val metric, failed trials stored as FAIL — end to end —
+trial values that are the kept checkpoint's val metric, failed trials stored as FAIL — end to end —
 and the pieces in process: the seed offset of :class:`ResumableTPESampler`, the config, and
 the value the train task returns to the sweeper."""
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
@@ -38,7 +39,8 @@ def search(helpers, mlflow_uri, tmp_path_factory) -> dict:
         "hydra.sweeper.n_trials=1",
         *[o for o in helpers.train_overrides() if o != "logger=none"],
         "data.num_samples=64",
-        "trainer.max_epochs=1",
+        "trainer.max_epochs=2",  # the kept epoch need not be the last
+        "callbacks.early_stopping=null",
         *helpers.mlflow_overrides(mlflow_uri, experiment),
     ]
     procs = [helpers.run_cli("medcls-train", args, cwd=work) for _ in range(2)]
@@ -53,7 +55,7 @@ def search(helpers, mlflow_uri, tmp_path_factory) -> dict:
     client = MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
-    return {"study": study, "failed": failed, "client": client, "runs": runs}
+    return {"study": study, "failed": failed, "client": client, "runs": runs, "work": work}
 
 
 @pytest.mark.slow
@@ -91,7 +93,17 @@ def test_trial_values_are_the_val_metric_of_their_mlflow_runs(search) -> None:
             trial.params["optimizer.lr"], rel=1e-12
         )
         assert f"loss={trial.params['loss']}" in child.data.tags["overrides"].split()
-        assert trial.value == pytest.approx(child.data.metrics[METRIC], abs=1e-6)
+        # the value is the kept (best) checkpoint's monitored score, not the last epoch's
+        history = search["client"].get_metric_history(child.info.run_id, METRIC)
+        assert len(history) == 2
+        assert trial.value == pytest.approx(max(h.value for h in history), abs=1e-6)
+        best = torch.load(search["work"] / child.data.tags["best_checkpoint"], weights_only=True)
+        (state,) = [
+            v
+            for k, v in best["callbacks"].items()
+            if k.startswith("ModelCheckpoint") and v.get("monitor") == METRIC
+        ]
+        assert trial.value == pytest.approx(float(state["best_model_score"]), abs=1e-6)
 
 
 @pytest.mark.slow

@@ -167,10 +167,58 @@ def test_checkpoint_is_weights_only_and_rebuilds(tmp_path: Path) -> None:
         assert torch.allclose(rebuilt(images), task(images), atol=1e-6)
 
 
+class _NotPlainData:  # an object torch's safe loader refuses to build
+    pass
+
+
+def _bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """File → the part of the one-line message that says what it is."""
+    import zipfile
+
+    files = {
+        "text": (b"these are not weights\n", "not a checkpoint that can be read safely"),
+        "empty": (b"", "not a checkpoint that can be read safely"),
+    }
+    out = {}
+    for name, (data, msg) in files.items():
+        (tmp_path / f"{name}.ckpt").write_bytes(data)
+        out[name] = (tmp_path / f"{name}.ckpt", msg)
+    with zipfile.ZipFile(tmp_path / "zip.ckpt", "w") as z:
+        z.writestr("readme.txt", "a zip, not a PyTorch file")
+    out["zip"] = (tmp_path / "zip.ckpt", "not a checkpoint that can be read safely")
+    saved = {
+        "object": (_NotPlainData(), "not a checkpoint that can be read safely"),
+        "tensor": (torch.zeros(3), "a PyTorch file holding a Tensor without medcls's metadata"),
+        "lightning": ({"state_dict": {}}, "a Lightning checkpoint without medcls's metadata"),
+        "incomplete": (
+            {"state_dict": {}, "medcls": {"class_names": ["a"]}},
+            "damaged or incomplete medcls checkpoint (missing ['preprocess', 'model', 'mean'",
+        ),
+    }
+    for name, (obj, msg) in saved.items():
+        torch.save(obj, tmp_path / f"{name}.ckpt")
+        out[name] = (tmp_path / f"{name}.ckpt", msg)
+    return out
+
+
 def test_load_task_rejects_bad_files(tmp_path: Path) -> None:
+    """Each says what the file is, names it, and never advises weights_only=False (which would
+    run the code a file holds)."""
     with pytest.raises(DataError, match="checkpoint not found"):
         load_task(str(tmp_path / "missing.ckpt"))
-    other = tmp_path / "other.ckpt"
-    torch.save({"state_dict": {}}, other)
-    with pytest.raises(DataError, match="not a medcls checkpoint"):
-        load_task(str(other))
+    for path, msg in _bad_checkpoints(tmp_path).values():
+        with pytest.raises(DataError) as e:
+            load_task(str(path))
+        assert msg in str(e.value) and str(path) in str(e.value)
+        assert "weights_only" not in str(e.value) and e.value.__cause__ is None
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line_and_exit_2(tmp_path, helpers) -> None:
+    path, msg = _bad_checkpoints(tmp_path)["object"]
+    image = tmp_path / "x.jpg"
+    helpers.write_image(image, np.random.default_rng(0), 0)
+    proc = helpers.run_cli("medcls-predict", [f"ckpt_path={path}", f"input={image}"], cwd=tmp_path)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert msg in text and str(path) in text
+    assert "Traceback" not in text and "weights_only" not in text

@@ -90,6 +90,7 @@ def test_eval_matches_class_names_case_insensitively(helpers, trained, workdir) 
         "data.root=/",
         f"data.csv={data / 'GroundTruth.csv'}",
         f"data.images_dir={data / 'images'}",
+        "data.drop_empty_classes=true",
         "split=all",
     )
     metrics = run_eval(cfg)

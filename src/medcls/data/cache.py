@@ -129,9 +129,14 @@ def decode_all(
         raise DataError(f"data.cache={cache!r}: use disk or memory")
     key = cache_key(name, records, pre, load_masks, mask_source)
     folder = os.path.join(cache_dir or ".", f"{name}-{pre.image_size}px-{key[:16]}")
-    if cache == "disk" and os.path.isfile(os.path.join(folder, "meta.json")):
-        log.info("decode cache hit: %s", folder)
-        return _load(folder)
+    if cache == "disk" and os.path.isdir(folder):
+        try:
+            loaded = _load(folder, len(records), pre.image_size, load_masks)
+            log.info("decode cache hit: %s", folder)
+            return loaded
+        except DamagedCache as e:  # wrong size or shape, truncated, unreadable: decode again
+            log.warning("decode cache %s is damaged (%s); decoding the images again", folder, e)
+            shutil.rmtree(folder, ignore_errors=True)
     decoded = _decode_records(records, pre, load_masks, workers, progress, mask_source)
     if cache == "disk":
         _save(decoded, folder)
@@ -213,14 +218,37 @@ def _save(d: DecodedImages, folder: str) -> None:
         raise
 
 
-def _load(folder: str) -> DecodedImages:
-    with open(os.path.join(folder, "meta.json")) as f:
-        meta = json.load(f)
-    masks_path = os.path.join(folder, "masks.npy")
-    return DecodedImages(
-        images=np.load(os.path.join(folder, "images.npy"), mmap_mode="r"),
-        masks=np.load(masks_path, mmap_mode="r") if os.path.isfile(masks_path) else None,
-        has_mask=np.load(os.path.join(folder, "has_mask.npy")),
-        ok=np.load(os.path.join(folder, "ok.npy")),
-        bad=[tuple(b) for b in meta["bad"]],
-    )
+class DamagedCache(Exception):
+    """A cache folder that does not hold what its key promises."""
+
+
+def _load(folder: str, n: int, size: int, load_masks: bool) -> DecodedImages:
+    """The cached arrays, checked against the ``n`` records at ``size`` px they stand for."""
+    try:
+        with open(os.path.join(folder, "meta.json")) as f:
+            meta = json.load(f)
+        masks_path = os.path.join(folder, "masks.npy")
+        d = DecodedImages(
+            images=np.load(os.path.join(folder, "images.npy"), mmap_mode="r"),
+            masks=np.load(masks_path, mmap_mode="r") if os.path.isfile(masks_path) else None,
+            has_mask=np.load(os.path.join(folder, "has_mask.npy")),
+            ok=np.load(os.path.join(folder, "ok.npy")),
+            bad=[tuple(b) for b in meta["bad"]],
+        )
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        raise DamagedCache(f"{type(e).__name__}: {e}") from e
+    expected = {
+        "images": ((n, size, size, 3), d.images),
+        "ok": ((n,), d.ok),
+        "has_mask": ((n,), d.has_mask),
+    }
+    if load_masks:
+        if d.masks is None:
+            raise DamagedCache("masks.npy is missing")
+        expected["masks"] = ((n, size, size), d.masks)
+    for name, (shape, arr) in expected.items():
+        if arr.shape != shape:
+            raise DamagedCache(f"{name}.npy is {arr.shape}, expected {shape}")
+    if meta.get("version") != CACHE_VERSION:
+        raise DamagedCache(f"version {meta.get('version')}, expected {CACHE_VERSION}")
+    return d

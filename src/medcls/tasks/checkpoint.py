@@ -10,17 +10,43 @@ from medcls.data.records import DataError
 from medcls.tasks.classification import ClassificationTask
 from medcls.tasks.factory import create_task, create_task_model
 
+# What medcls-eval, -predict and -ensemble need from a checkpoint's ``medcls`` section.
+REQUIRED_META = ("class_names", "preprocess", "model", "mean", "std")
+WHERE = "give a medcls checkpoint such as <run dir>/checkpoints/best.ckpt"
+
 
 def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only)."""
+    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only).
+
+    Anything else (not a file, not a PyTorch file, one holding objects, weights without medcls's
+    metadata) is a :class:`DataError` naming the file: torch's own message would advise loading
+    with ``weights_only=False``, which runs whatever code the file holds.
+    """
     if not os.path.isfile(path):
+        raise DataError(f"checkpoint not found: {os.path.abspath(path)}; {WHERE}.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure: not a checkpoint we can read safely
         raise DataError(
-            f"checkpoint not found: {os.path.abspath(path)}. Give ckpt_path=<run dir>/checkpoints/best.ckpt"
+            f"{path} is not a checkpoint that can be read safely ({type(e).__name__}: not a "
+            f"PyTorch file of tensors and plain values); {WHERE}."
+        ) from None
+    if not isinstance(ckpt, dict) or "medcls" not in ckpt:
+        what = (
+            "a Lightning checkpoint"
+            if isinstance(ckpt, dict) and "state_dict" in ckpt
+            else (f"a PyTorch file holding a {type(ckpt).__name__}")
         )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if "medcls" not in ckpt:
         raise DataError(
-            f"{path} is not a medcls checkpoint (no 'medcls' section); train it with medcls-train."
+            f"{path} is not a medcls checkpoint: it is {what} without medcls's metadata (no "
+            f"'medcls' section); {WHERE} (pretrained weights go in model.pretrained_file)."
+        )
+    meta = ckpt["medcls"]
+    missing = [k for k in REQUIRED_META if not isinstance(meta, dict) or k not in meta]
+    if missing or "state_dict" not in ckpt:
+        missing += [] if "state_dict" in ckpt else ["state_dict"]
+        raise DataError(
+            f"{path} is a damaged or incomplete medcls checkpoint (missing {missing}); {WHERE}."
         )
     return ckpt
 

@@ -46,7 +46,7 @@ def load_covid_ct(cfg: DictConfig) -> SourceData:
         if not use_lists:
             records += [_record(p, label, None, cfg) for p in folders[c]]
             continue
-        listed: set[str] = set()
+        listed: dict[str, str] = {}  # slice → the list that names it
         for split in SPLITS:
             list_file = os.path.join(split_dir, f"{split}{c}.txt")
             if not os.path.isfile(list_file):
@@ -55,9 +55,15 @@ def load_covid_ct(cfg: DictConfig) -> SourceData:
                 names = [ln.strip() for ln in f if ln.strip()]
             paths = [os.path.join(root, c, n) for n in names]
             check_files_exist(paths, list_file)
+            for p in paths:
+                if p in listed:  # twice in one list, or in two partitions' lists
+                    raise DataError(
+                        f"{p} is listed twice: in {listed[p]} and in {list_file}. List each "
+                        "slice once, in one partition's list."
+                    )
+                listed[p] = list_file
             records += [_record(p, label, split, cfg) for p in paths]
-            listed.update(paths)
-        unlisted = len(set(folders[c]) - listed)
+        unlisted = len(set(folders[c]) - set(listed))
         if unlisted:
             notes.append(
                 f"{unlisted} image(s) in {c}/ are in no official split list and were left out"

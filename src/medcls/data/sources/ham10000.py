@@ -1,11 +1,14 @@
 """HAM10000: ``HAM10000_metadata.csv`` + ``images/<image_id>.jpg`` + optional ``masks/``.
 
-Several images show the same lesion, so every record carries ``lesion_id`` as its group.
+Several images show the same lesion, so every record carries ``lesion_id`` as its group. The
+preset declares the seven diagnoses (``data.vocabulary``): a misspelt ``dx`` is an error naming
+its row, and a subset without some of them must say so with ``data.classes``.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 from omegaconf import DictConfig
 
@@ -16,7 +19,13 @@ from medcls.data.sources.base import (
     check_no_empty_class,
     require_dir,
     require_file,
-    resolve_classes,
+)
+from medcls.data.sources.labels import (
+    check_unique_ids,
+    check_vocabulary,
+    declared_classes,
+    known_labels,
+    unknown_policy,
 )
 from medcls.data.sources.tables import read_csv_columns
 
@@ -30,15 +39,23 @@ def load_ham10000(cfg: DictConfig) -> SourceData:
     csv_path = require_file(os.path.join(root, cfg.metadata_csv), "HAM10000 metadata CSV", fix)
     images_dir = require_dir(os.path.join(root, cfg.images_dir), "HAM10000 images folder", fix)
     cols = read_csv_columns(csv_path, [cfg.image_column, cfg.label_column, cfg.group_column])
+    ids = [str(v) for v in cols[cfg.image_column]]
     labels = [str(v) for v in cols[cfg.label_column]]
-    classes = resolve_classes(labels, cfg.get("classes"), csv_path)
+    check_unique_ids(ids, labels, csv_path)
+    vocabulary = cfg.get("vocabulary")
+    if vocabulary:  # the preset's seven diagnoses: a misspelt dx is named with its row
+        check_vocabulary(labels, vocabulary, csv_path, cfg.label_column)
+        classes = declared_classes(vocabulary, cfg.get("classes"), Counter(labels), csv_path)
+    else:
+        classes = [str(c) for c in cfg.get("classes") or sorted(set(labels))]
+    index, note = known_labels(ids, labels, classes, unknown_policy(cfg.get("unknown")), csv_path)
     masks_dir = os.path.join(root, cfg.masks_dir) if cfg.get("masks_dir") else None
     if masks_dir and not os.path.isdir(masks_dir):
         masks_dir = None
     records = []
-    for image_id, label, lesion in zip(
-        cols[cfg.image_column], labels, cols[cfg.group_column], strict=True
-    ):
+    for image_id, label, lesion in zip(ids, index, cols[cfg.group_column], strict=True):
+        if label is None:  # outside data.classes, data.unknown=exclude
+            continue
         mask = None
         if masks_dir:
             candidate = os.path.join(masks_dir, f"{image_id}{cfg.mask_suffix}")
@@ -46,12 +63,12 @@ def load_ham10000(cfg: DictConfig) -> SourceData:
         records.append(
             Record(
                 path=os.path.join(images_dir, f"{image_id}{cfg.image_ext}"),
-                label=classes.index(label),
+                label=label,
                 group=str(lesion),
                 mask=mask,
                 source=cfg.name,
             )
         )
     check_files_exist((r.path for r in records), csv_path)
-    check_no_empty_class(classes, records, csv_path)
-    return SourceData(cfg.name, classes, records)
+    check_no_empty_class(classes, [r for r in records if r.label < len(classes)], csv_path)
+    return SourceData(cfg.name, classes, records, [note] if note else [])

@@ -1,7 +1,8 @@
 """ISIC-format ground truth: ``image,MEL,NV,...`` one-hot rows (ISIC 2018 Task 3, ISIC 2019).
 
-ISIC 2019's ``UNK`` column is all zeros in the training data; such empty classes are dropped
-(``data.drop_empty_classes``) rather than becoming a class no image can teach. Its test data does
+The CSV's class columns are the declared classes. ISIC 2019's ``UNK`` column is all zeros in the
+training data: a declared class without images is an error unless ``data.classes`` narrows the
+list (the ``isic2019`` preset does) or ``data.drop_empty_classes`` drops such columns. Its test data does
 hold ``UNK`` images: labels outside the class list follow ``data.unknown`` (``error``;
 ``exclude``: left out; ``reject``: kept with label ``len(classes)``, test-only, and scored as a
 rejected class; see :mod:`medcls.metrics.open_set`).
@@ -10,6 +11,7 @@ rejected class; see :mod:`medcls.metrics.open_set`).
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import numpy as np
 from omegaconf import DictConfig
@@ -22,9 +24,14 @@ from medcls.data.sources.base import (
     require_dir,
     require_file,
 )
+from medcls.data.sources.labels import (
+    check_unique_ids,
+    declared_classes,
+    known_labels,
+    unknown_policy,
+)
 from medcls.data.sources.tables import read_csv_columns
 
-UNKNOWN_POLICIES = ("error", "exclude", "reject")
 FIX = "Set data.root, data.csv and data.images_dir (ISIC layout: image,MEL,NV,... one-hot CSV)."
 
 
@@ -72,55 +79,48 @@ def _read_table(
 
 def load_isic_csv(cfg: DictConfig) -> SourceData:
     paths, labels, cols, csv_path, groups = _read_table(cfg, "csv", "images_dir")
+    names = [cols[y] for y in labels]
+    ids = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    check_unique_ids(ids, names, csv_path)
     notes = []
-    counts = np.bincount(labels, minlength=len(cols))
-    keep = list(range(len(cols)))
-    if cfg.drop_empty_classes:
-        keep = [i for i in keep if counts[i] > 0]
-        dropped = [cols[i] for i in range(len(cols)) if i not in keep]
+    counts = Counter(names)
+    declared = cols
+    if cfg.drop_empty_classes and not cfg.get("classes"):
+        declared = [c for c in cols if counts[c] > 0]
+        dropped = [c for c in cols if c not in declared]
         if dropped:
             notes.append(f"dropped class(es) with no images in {csv_path}: {dropped}")
-    classes = [cols[i] for i in keep]
-    if cfg.get("classes"):
-        classes = [str(c) for c in cfg.classes]
+    # the CSV's class columns are its declared classes: data.classes narrows them
+    classes = declared_classes(declared, cfg.get("classes"), counts, csv_path)
     split = "train" if cfg.get("test_csv") else None
+    policy = unknown_policy(cfg.get("unknown"))
 
-    policy = cfg.get("unknown", "error")
-    if policy not in UNKNOWN_POLICIES:
-        raise DataError(f"data.unknown={policy!r}: use one of {UNKNOWN_POLICIES}")
+    def make(paths, ids, names, split, csv_path):
+        index, note = known_labels(ids, names, classes, policy, csv_path)
+        if note:
+            notes.append(note)
+        return [
+            Record(p, label, groups.get(image_id), split=split, source=cfg.name)
+            for p, image_id, label in zip(paths, ids, index, strict=True)
+            if label is not None
+        ]
 
-    def make(paths, labels, cols, split, csv_path):
-        out, unknown = [], []
-        for p, y in zip(paths, labels, strict=True):
-            name = cols[y]
-            if name not in classes:
-                if policy == "error":
-                    raise DataError(
-                        f"{csv_path}: image {p} has label {name!r}, not in data.classes="
-                        f"{classes}. Add it to data.classes, remove that row, or set "
-                        "data.unknown=exclude (leave such images out) or reject (score them "
-                        "as a rejected class)."
-                    )
-                unknown.append(name)
-                if policy == "exclude":
-                    continue
-            image_id = os.path.splitext(os.path.basename(p))[0]
-            label = classes.index(name) if name in classes else len(classes)
-            out.append(Record(p, label, groups.get(image_id), split=split, source=cfg.name))
-        if unknown:
-            what = "left out" if policy == "exclude" else "kept for testing as a rejected class"
-            notes.append(
-                f"{csv_path}: {len(unknown)} image(s) of class(es) {sorted(set(unknown))} "
-                f"outside {classes}, {what} (data.unknown={policy})"
-            )
-        return out
-
-    records = make(paths, labels, cols, split, csv_path)
+    records = make(paths, ids, names, split, csv_path)
     check_files_exist((r.path for r in records), csv_path)
-    check_no_empty_class(classes, records, csv_path)
+    check_no_empty_class(classes, [r for r in records if r.label < len(classes)], csv_path)
     if cfg.get("test_csv"):
         t_paths, t_labels, t_cols, t_csv, _ = _read_table(cfg, "test_csv", "test_images_dir")
-        test = make(t_paths, t_labels, t_cols, "test", t_csv)
+        t_names = [t_cols[y] for y in t_labels]
+        t_ids = [os.path.splitext(os.path.basename(p))[0] for p in t_paths]
+        check_unique_ids(t_ids, t_names, t_csv)
+        both = sorted(set(ids) & set(t_ids))
+        if both:
+            raise DataError(
+                f"{len(both)} image(s) are listed both in {csv_path} and in the test list "
+                f"{t_csv}, e.g. {both[:3]}: a test image must not be trained on. Remove them "
+                "from one of the two."
+            )
+        test = make(t_paths, t_ids, t_names, "test", t_csv)
         check_files_exist((r.path for r in test), t_csv)
         records += test
     return SourceData(cfg.name, classes, records, notes)
