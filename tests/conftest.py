@@ -270,7 +270,8 @@ def make_ham10000(
     images_per_lesion: int = 2,
     seed: int = 0,
 ) -> Path:
-    """``HAM10000_metadata.csv`` + ``images/<image_id>.jpg`` + ``masks/<id>_segmentation.png``."""
+    """``HAM10000_metadata.csv`` + ``images/<image_id>.jpg`` + ``masks/<id>_segmentation.png``;
+    image n is 25 + 10·(n mod 6) years old, male / female / unknown sex in turn, back or face."""
     rng = np.random.default_rng(seed)
     rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
     n = 0
@@ -285,7 +286,9 @@ def make_ham10000(
                 mask[10:30, 12:36] = 255
                 (root / "masks").mkdir(exist_ok=True)
                 Image.fromarray(mask).save(root / "masks" / f"{image_id}_segmentation.png")
-                rows.append(f"{lesion},{image_id},{c},histo,50.0,male,back")
+                sex = ("male", "female", "unknown")[n % 3]  # HAM10000 writes "unknown"
+                site = ("back", "face")[n % 2]
+                rows.append(f"{lesion},{image_id},{c},histo,{25 + 10 * (n % 6)}.0,{sex},{site}")
     (root / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
     return root
 

@@ -20,6 +20,8 @@ class Record:
         mask: optional segmentation mask path (same geometry as the image).
         split: official partition (``train``/``val``/``test``) when the source defines one.
         source: name of the dataset the record came from.
+        meta: ``(column, value)`` pairs of the source's metadata (``data.metadata_columns``:
+            HAM10000's sex, age, localization, dx_type), for subgroup evaluation.
     """
 
     path: str
@@ -28,6 +30,12 @@ class Record:
     mask: str | None = None
     split: str | None = None
     source: str = ""
+    meta: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """``meta`` as a dict (column → value; missing values are absent)."""
+        return dict(self.meta)
 
     @property
     def image_id(self) -> str:

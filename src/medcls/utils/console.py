@@ -12,6 +12,8 @@ import rich.tree
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
+from medcls.metrics.headline import headline_names
+
 console = rich.get_console()
 
 
@@ -25,22 +27,6 @@ def print_table(table: Table) -> None:
         console.print(table)
     else:  # console.print(width=) cannot exceed the console's own width
         rich.console.Console(width=400).print(table)
-
-
-MAIN_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "f1_weighted",
-    "top2_accuracy",
-    "top3_accuracy",
-    "auroc_macro",
-    "sensitivity",
-    "specificity",
-    "auroc_positive",
-)
 
 
 def print_config_tree(
@@ -71,17 +57,28 @@ def print_config_tree(
 
 
 def print_metrics_table(
-    metrics: Mapping[str, float], title: str, extra: Mapping[str, str] | None = None
+    metrics: Mapping[str, float],
+    title: str,
+    extra: Mapping[str, str] | None = None,
+    level: float = 0.95,
 ) -> None:
-    """The main test metrics (and a few facts about the run) as a table."""
+    """The headline test metrics (``test/<name>`` or bare names) with their ``level``
+    intervals (``<name>_ci_low`` / ``_ci_high``) when there are, then facts about the run."""
+    prefix = "test" if any(k.startswith("test/") for k in metrics) else ""
+    names = headline_names(metrics, prefix)
+    key = (lambda n: f"{prefix}/{n}") if prefix else (lambda n: n)
+    with_ci = any(f"{key(n)}_ci_low" in metrics for n in names)
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name in MAIN_METRICS:
-        for key in (name, f"test/{name}"):
-            if key in metrics:
-                table.add_row(name, f"{metrics[key]:.4f}")
-                break
+    if with_ci:
+        table.add_column(f"{level:.0%} CI", justify="right")
+    for name in names:
+        row = [name, f"{metrics[key(name)]:.4f}"]
+        if with_ci:
+            lo, hi = metrics.get(f"{key(name)}_ci_low"), metrics.get(f"{key(name)}_ci_high")
+            row.append("" if lo is None or lo != lo else f"[{lo:.4f}, {hi:.4f}]")
+        table.add_row(*row)
     for k, v in (extra or {}).items():
-        table.add_row(k, v)
+        table.add_row(k, v, *([""] if with_ci else []))
     print_table(table)

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
-import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger, MLFlowLogger
 
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
-from medcls.metrics.sources import source_metrics, write_source_table
-from medcls.tracking.artifacts import (
-    plot_confusion_matrix,
-    write_per_class,
-    write_per_class_markdown,
-    write_predictions,
-    write_skipped,
-)
-from medcls.tracking.classification_report import write_classification_report
+from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.tracking.mlflow_run import find_mlflow, log_artifacts
 from medcls.tracking.sweep import job_tags
 
@@ -82,81 +72,38 @@ def positive_index(class_names: Sequence[str], positive: str | None) -> int:
     return list(class_names).index(positive)
 
 
-def write_test_artifacts(
-    out_dir: str,
+def report_test(
+    task,
     dm: ClassificationDataModule,
-    outputs: dict[str, np.ndarray],
-    metrics: dict[str, float],
-    class_names: Sequence[str],
+    settings: EvalSettings,
+    out_dir: str,
     title: str,
+    loggers: Sequence[Logger],
+    metrics: dict[str, float],
 ) -> list[str]:
-    """Predictions CSV, per-class CSV and Markdown table, confusion-matrix PNG, skipped list
-    and sklearn's classification report (.txt, .csv), in ``out_dir``.
-    ``outputs["class_names"]`` (the model's classes + a rejected ``UNK``, see ``data.unknown``)
-    wins over ``class_names``."""
-    os.makedirs(out_dir, exist_ok=True)
-    class_names = list(outputs.get("class_names", class_names))
-    records = [dm.records[i] for i in outputs["index"]]
-    counts = np.bincount(outputs["labels"], minlength=len(class_names))
-    paths = [
-        write_predictions(
-            os.path.join(out_dir, "test_predictions.csv"),
-            records,
-            outputs["probs"],
-            outputs["labels"],
-            class_names,
+    """The evaluation report of ``task.test_outputs`` (after ``trainer.test``), written in
+    ``out_dir``: its metrics are added to ``metrics`` and those the test step did not log are
+    logged; returns its files (not logged yet)."""
+    out = task.test_outputs
+    ev = evaluate(
+        Predictions(
+            out["probs"],
+            out["labels"],
+            [dm.records[i] for i in out["index"]],
+            out["class_names"],  # the model's, + a rejected UNK (data.unknown=reject)
+            task.test_metrics.positive,
         ),
-        write_per_class(
-            os.path.join(out_dir, "per_class_metrics.csv"), metrics, class_names, counts
-        ),
-        write_per_class_markdown(
-            os.path.join(out_dir, "per_class_metrics.md"), metrics, class_names, counts, title
-        ),
-        plot_confusion_matrix(
-            os.path.join(out_dir, "confusion_matrix.png"), outputs["confusion"], class_names, title
-        ),
-        write_skipped(os.path.join(out_dir, "skipped_images.csv"), dm.skipped),
-        *write_classification_report(out_dir, outputs["probs"], outputs["labels"], class_names),
-    ]
-    return [p for p in paths if p]
-
-
-def source_results(
-    out_dir: str,
-    dm: ClassificationDataModule,
-    outputs: dict[str, np.ndarray],
-    class_names: Sequence[str],
-    positive: int,
-) -> tuple[dict[str, float], list[str]]:
-    """``data=combined``: the metrics of each source's evaluated images (``test/<source>/<metric>``)
-    and ``per_source_metrics.csv`` in ``out_dir``; ``({}, [])`` when all come from one source.
-
-    Shapes: ``outputs["probs"] (N, K)``, ``outputs["labels"] (N,)``, ``outputs["index"] (N,)``
-    (positions in ``dm.records``); ``outputs["class_names"]`` wins over ``class_names``.
-    """
-    metrics = source_metrics(
-        outputs["probs"],
-        outputs["labels"],
-        [dm.records[i].source for i in outputs["index"]],
-        list(outputs.get("class_names", class_names)),
-        positive,
+        settings,
+        out_dir,
+        title,
+        dm.skipped,
+        base=task.test_results,  # the test step's own values (logged by it)
     )
-    if not metrics:
-        return {}, []
-    os.makedirs(out_dir, exist_ok=True)
-    return metrics, [write_source_table(os.path.join(out_dir, "per_source_metrics.csv"), metrics)]
-
-
-def source_summary(metrics: dict[str, float]) -> dict[str, str]:
-    """The printed summary's ``balanced accuracy by source`` line (nothing with one source)."""
-    by_source = {
-        k.split("/")[1]: v
-        for k, v in metrics.items()
-        if k.startswith("test/") and k.count("/") == 2 and k.endswith("/balanced_accuracy")
-    }
-    if not by_source:
-        return {}
-    return {"balanced accuracy by source": " · ".join(f"{n} {v:.4f}" for n, v in by_source.items())}
+    new = {k: v for k, v in ev.metrics.items() if k not in metrics}
+    metrics.update(ev.metrics)
+    for lg in loggers if new else ():
+        lg.log_metrics(new)
+    return ev.files
 
 
 def log_run_files(

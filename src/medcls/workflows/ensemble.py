@@ -1,8 +1,8 @@
 """Ensemble evaluation: average the softmax of fold models (or any checkpoints), with TTA.
 
-Also computes group-level metrics (softmax averaged over a patient's / lesion's images), the
-metrics of each source of a combined dataset (``test/<source>/<metric>``,
-``per_source_metrics.csv``) and, for a cross-validation sweep, the out-of-fold metrics over
+The ensemble's softmax goes through the evaluation report (:mod:`medcls.evaluation`), as a
+single model's test does: intervals, curves, calibration, group-level and per-source metrics.
+For a cross-validation sweep it adds the out-of-fold metrics (``oof/``, with intervals) over
 every sample's validation prediction.
 """
 
@@ -17,9 +17,10 @@ import pandas as pd
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from medcls.data.records import DataError
-from medcls.metrics.classification import compute_metrics
-from medcls.metrics.groups import group_mean
+from medcls.data.records import DataError, Record
+from medcls.evaluation import EvalSettings, Predictions, evaluate
+from medcls.evaluation.report import metric_set, source_summary
+from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.studies.sweep_configs import sweep_configs
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
@@ -31,9 +32,6 @@ from medcls.workflows.common import (
     build_loggers,
     datamodule_for_checkpoint,
     log_run_files,
-    source_results,
-    source_summary,
-    write_test_artifacts,
 )
 
 
@@ -90,6 +88,7 @@ def oof_predictions(sweep_dir: str, jobs: list[str] | None = None) -> pd.DataFra
 
 def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
+    settings = EvalSettings.from_cfg(cfg.get("eval"))
     paths = resolve_checkpoints(cfg)
     loaded = [load_task(p) for p in paths]
     tasks, meta = [t for t, _ in loaded], loaded[0][1]
@@ -112,41 +111,34 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
                     cfg.logger.mlflow.experiment_name = job.logger.mlflow.experiment_name
                     cfg.logger.mlflow.tracking_uri = job.logger.mlflow.tracking_uri
     dm = datamodule_for_checkpoint(cfg, meta)
+    check_subgroup_attributes(dm.records, settings.subgroups)
     names, positive = meta["class_names"], meta.get("positive_class", 1)
 
     out = predict_probs(tasks, dm.test_dataloader(), tta=list(cfg.get("tta") or []))
-    metrics, confusion = compute_metrics(out["probs"], out["labels"], names, positive)
-    result = {f"test/{k}": v for k, v in metrics.items()}
     records = [dm.records[i] for i in out["index"]]
-    groups = [r.group for r in records]
-    if any(g is not None for g in groups):
-        gp, gl, _ = group_mean(out["probs"], out["labels"], groups)
-        result.update(
-            {f"group/{k}": v for k, v in compute_metrics(gp, gl, names, positive)[0].items()}
-        )
     out_dir = cfg.paths.output_dir
-    by_source, source_files = source_results(out_dir, dm, out, names, positive)  # data=combined
-    result.update(by_source)
+    ev = evaluate(  # test/, group/ and per-source metrics, the report's files
+        Predictions(out["probs"], out["labels"], records, names, positive),
+        settings,
+        out_dir,
+        f"ensemble of {len(tasks)} · {cfg.split}",
+        dm.skipped,
+    )
+    result, files = dict(ev.metrics), list(ev.files)
     oof = oof_predictions(cfg.sweep_dir, jobs) if cfg.get("sweep_dir") else None
     if oof is not None:
         if oof["path"].duplicated().any():
             raise DataError(
                 f"{cfg.sweep_dir}: an image is in two folds' validation sets; is this a CV sweep?"
             )
-        oof_probs = oof[[f"p_{c}" for c in names]].to_numpy()
-        oof_labels = np.array([names.index(c) for c in oof["label"]])
-        result.update(
-            {
-                f"oof/{k}": v
-                for k, v in compute_metrics(oof_probs, oof_labels, names, positive)[0].items()
-            }
+        oof_pred = Predictions(
+            oof[[f"p_{c}" for c in names]].to_numpy(),
+            np.array([names.index(c) for c in oof["label"]]),
+            [Record(p, -1, g or None) for p, g in zip(oof["path"], oof["group"], strict=True)],
+            names,
+            positive,
         )
-
-    os.makedirs(out_dir, exist_ok=True)
-    outputs = {**out, "confusion": confusion.numpy()}
-    files = write_test_artifacts(
-        out_dir, dm, outputs, metrics, names, f"ensemble of {len(tasks)} · {cfg.split}"
-    )
+        result.update({f"oof/{k}": v for k, v in metric_set(oof_pred, settings)[0].items()})
     files.append(
         write_predictions(
             os.path.join(out_dir, "ensemble_predictions.csv"),
@@ -156,7 +148,6 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
             names,
         )
     )
-    files += source_files
     if oof is not None:
         files.append(os.path.join(out_dir, "oof_predictions.csv"))
         oof.to_csv(files[-1], index=False)
@@ -183,7 +174,10 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     extra = {"models": str(len(tasks)), "tta views": str(1 + len(cfg.get("tta") or []))}
     extra.update(source_summary(result))
     print_metrics_table(
-        result, f"ensemble of {len(tasks)} model(s) on {dm.source_name} ({cfg.split})", extra
+        result,
+        f"ensemble of {len(tasks)} model(s) on {dm.source_name} ({cfg.split})",
+        extra,
+        settings.level,
     )
     for prefix, title in (
         ("group/", "group level (softmax averaged per group)"),
@@ -191,7 +185,9 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     ):
         if any(k.startswith(prefix) for k in result):
             print_metrics_table(
-                {k[len(prefix) :]: v for k, v in result.items() if k.startswith(prefix)}, title
+                {k[len(prefix) :]: v for k, v in result.items() if k.startswith(prefix)},
+                title,
+                level=settings.level,
             )
     if mlf is not None:
         console.print(run_location(mlf))

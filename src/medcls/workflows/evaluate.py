@@ -1,5 +1,6 @@
-"""Evaluation: a checkpoint on any configured dataset, with class names matched by name; per
-source of a combined dataset too, and Grad-CAM overlays of a few images (``cam.num_images``)."""
+"""Evaluation: a checkpoint on any configured dataset, with class names matched by name; the
+evaluation report (intervals, curves, calibration; group level; per source of a combined
+dataset), and Grad-CAM overlays of a few images (``cam.num_images``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from medcls.evaluation import EvalSettings
+from medcls.evaluation.report import source_summary
+from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.tasks.checkpoint import load_task
 from medcls.tracking.mlflow_run import (
@@ -25,9 +29,7 @@ from medcls.workflows.common import (
     build_loggers,
     datamodule_for_checkpoint,
     log_run_files,
-    source_results,
-    source_summary,
-    write_test_artifacts,
+    report_test,
 )
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,11 @@ log = logging.getLogger(__name__)
 def run_eval(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` on ``cfg.split`` of ``cfg.data``; return ``test/*`` metrics."""
     pl.seed_everything(cfg.seed, workers=True)
+    settings = EvalSettings.from_cfg(cfg.get("eval"))
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     task, meta = load_task(cfg.ckpt_path, channels_last=resolve_channels_last("auto", precision))
     dm = datamodule_for_checkpoint(cfg, meta)
+    check_subgroup_attributes(dm.records, settings.subgroups)
     if cfg.get("print_config"):  # after the checkpoint set the image size, crops and colour
         print_config_tree(cfg)
 
@@ -62,21 +66,10 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     trainer.test(task, datamodule=dm, verbose=False)
     metrics = {f"test/{k}": v for k, v in task.test_results.items()}
     out_dir, out = cfg.paths.output_dir, task.test_outputs
-    by_source, source_files = source_results(  # data=combined: test/<source>/<metric>
-        out_dir, dm, out, meta["class_names"], task.test_metrics.positive
+    files = report_test(
+        task, dm, settings, out_dir, f"{cfg.run_name} · {cfg.split}", loggers, metrics
     )
-    metrics.update(by_source)
-    for lg in loggers if by_source else ():
-        lg.log_metrics(by_source)
-    files = write_test_artifacts(
-        out_dir,
-        dm,
-        out,
-        task.test_results,
-        meta["class_names"],
-        f"{cfg.run_name} · {cfg.split}",
-    )
-    log_run_files(loggers, files + source_files)
+    log_run_files(loggers, files)
     cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: as medcls-train does
     if run_test_cams(cfg.get("cam"), task, dm, out, cam_dir):
         log_run_files(loggers, [cam_dir], "gradcam")
@@ -88,6 +81,7 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
             "predictions": os.path.join(out_dir, "test_predictions.csv"),
             **source_summary(metrics),
         },
+        settings.level,
     )
     if mlf is not None:
         console.print(run_location(mlf))

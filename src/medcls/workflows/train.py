@@ -16,9 +16,11 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
+from medcls.evaluation import EvalSettings
+from medcls.evaluation.report import source_summary
+from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.losses import create_loss
-from medcls.metrics.groups import group_metrics
 from medcls.models import Classifier
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import read_checkpoint
@@ -42,10 +44,8 @@ from medcls.workflows.common import (
     build_loggers,
     log_run_files,
     positive_index,
+    report_test,
     resolved,
-    source_results,
-    source_summary,
-    write_test_artifacts,
 )
 from medcls.workflows.resume import continue_in_run_folder, mark_scheduler_job, resume_point
 
@@ -74,6 +74,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("print_config"):
         print_config_tree(cfg)
     pl.seed_everything(cfg.seed, workers=True)
+    settings = EvalSettings.from_cfg(cfg.get("eval"))  # a bad eval.* stops the run before training
     resume_path, resume_run = resume_point(cfg)
     if is_global_zero():
         mark_scheduler_job(cfg)  # a requeue of this job will find it (and resume)
@@ -82,6 +83,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
 
     dm = build_datamodule(cfg)
     dm.setup()
+    check_subgroup_attributes(dm.records, settings.subgroups)  # before, not after, training
     model_cfg = resolved(cfg, "model")
     task_cfg = resolved(cfg, "task") or {"name": "classification"}
     model = create_task_model(
@@ -177,7 +179,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     for note in dm.notes:
         log.warning(note)
     try:
-        metrics = _fit_and_test(cfg, trainer, task, dm, loggers, resume_path)
+        metrics = _fit_and_test(cfg, trainer, task, dm, loggers, resume_path, settings)
     except BaseException as e:
         if mlf is not None:  # Lightning marks the run FAILED; say why
             mark_failed(mlf.experiment, mlf.run_id, e)
@@ -197,7 +199,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         if mlf is not None:  # lets medcls-ensemble run_ids=[...] find the weights
             set_tags(mlf, {"best_checkpoint": os.path.abspath(extra["best checkpoint"])})
     if main_process:
-        print_metrics_table(metrics, f"{cfg.run_name}: test metrics", extra)
+        print_metrics_table(metrics, f"{cfg.run_name}: test metrics", extra, settings.level)
         if mlf is not None:
             console.print(run_location(mlf))
     return metrics
@@ -251,7 +253,9 @@ def _kept_model_score(trainer: pl.Trainer, best: str, loggers) -> dict[str, floa
     return out
 
 
-def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, loggers, resume_path):
+def _fit_and_test(
+    cfg, trainer: pl.Trainer, task: ClassificationTask, dm, loggers, resume_path, settings
+):
     """Fit, then test the best checkpoint; write predictions (test, and validation = the
     out-of-fold predictions of a cross-validation fold) and log them."""
     out_dir = cfg.paths.output_dir
@@ -266,43 +270,16 @@ def _fit_and_test(cfg, trainer: pl.Trainer, task: ClassificationTask, dm, logger
         trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update({f"test/{k}": v for k, v in task.test_results.items()})
     if tested and main_process:  # (under DDP the task gathered every process's predictions)
-        out = task.test_outputs  # patient/lesion level: the mean softmax over a group's images
-        group = group_metrics(
-            out["probs"],
-            out["labels"],
-            [dm.records[i].group for i in out["index"]],
-            out.get("class_names", dm.class_names),
-            task.test_metrics.positive,
-        )
-        metrics.update(group)
-        for lg in loggers if group else ():
-            lg.log_metrics(group)
-        by_source, source_files = source_results(  # data=combined: test/<source>/<metric>
-            out_dir, dm, out, dm.class_names, task.test_metrics.positive
-        )
-        metrics.update(by_source)
-        for lg in loggers if by_source else ():
-            lg.log_metrics(by_source)
-        files = write_test_artifacts(
-            out_dir,
-            dm,
-            task.test_outputs,
-            task.test_results,
+        files = report_test(task, dm, settings, out_dir, f"{cfg.run_name} · test", loggers, metrics)
+        isic_csv = write_isic_csv(
+            os.path.join(out_dir, "test_set_isic.csv"),
+            dm.records_of("test"),
+            dm.labels[dm.partitions["test"]],
             dm.class_names,
-            f"{cfg.run_name} · test",
         )
-        files.append(
-            write_isic_csv(
-                os.path.join(out_dir, "test_set_isic.csv"),
-                dm.records_of("test"),
-                dm.labels[dm.partitions["test"]],
-                dm.class_names,
-            )
-        )
-        files += source_files
-        log_run_files(loggers, files)
+        log_run_files(loggers, [*files, isic_csv])
         cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: Grad-CAM overlays
-        if run_test_cams(cfg.get("cam"), task, dm, out, cam_dir):
+        if run_test_cams(cfg.get("cam"), task, dm, task.test_outputs, cam_dir):
             log_run_files(loggers, [cam_dir], "gradcam")
 
     if cfg.get("train", True) and len(dm.partitions["val"]) and main_process:

@@ -27,7 +27,7 @@ from medcls.data.sources.labels import (
     known_labels,
     unknown_policy,
 )
-from medcls.data.sources.tables import read_csv_columns
+from medcls.data.sources.tables import metadata_pairs, read_csv_columns
 
 
 def load_ham10000(cfg: DictConfig) -> SourceData:
@@ -52,8 +52,11 @@ def load_ham10000(cfg: DictConfig) -> SourceData:
     masks_dir = os.path.join(root, cfg.masks_dir) if cfg.get("masks_dir") else None
     if masks_dir and not os.path.isdir(masks_dir):
         masks_dir = None
+    metas = metadata_pairs(cols, cfg.get("metadata_columns"))
     records = []
-    for image_id, label, lesion in zip(ids, index, cols[cfg.group_column], strict=True):
+    for image_id, label, lesion, meta in zip(
+        ids, index, cols[cfg.group_column], metas, strict=True
+    ):
         if label is None:  # outside data.classes, data.unknown=exclude
             continue
         mask = None
@@ -67,6 +70,7 @@ def load_ham10000(cfg: DictConfig) -> SourceData:
                 group=str(lesion),
                 mask=mask,
                 source=cfg.name,
+                meta=meta,
             )
         )
     check_files_exist((r.path for r in records), csv_path)

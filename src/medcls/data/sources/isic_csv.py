@@ -30,7 +30,7 @@ from medcls.data.sources.labels import (
     known_labels,
     unknown_policy,
 )
-from medcls.data.sources.tables import read_csv_columns
+from medcls.data.sources.tables import metadata_pairs, read_csv_columns
 
 FIX = "Set data.root, data.csv and data.images_dir (ISIC layout: image,MEL,NV,... one-hot CSV)."
 
@@ -65,7 +65,7 @@ def _read_table(
             f"over {class_cols}; {bad.size} such row(s). Each image needs exactly one 1."
         )
     paths = [os.path.join(images_dir, f"{i}{cfg.image_ext}") for i in df[cfg.image_column]]
-    groups = {}
+    groups, attributes = {}, {}
     if cfg.get("metadata_csv"):
         meta_path = require_file(
             os.path.join(root, cfg.metadata_csv), "ISIC metadata CSV (data.metadata_csv)", FIX
@@ -74,11 +74,18 @@ def _read_table(
         groups = {
             i: g for i, g in zip(meta[cfg.image_column], meta[cfg.group_column], strict=True) if g
         }
-    return paths, onehot.argmax(axis=1), class_cols, csv_path, groups
+        attributes = dict(
+            zip(
+                meta[cfg.image_column],
+                metadata_pairs(meta, cfg.get("metadata_columns")),
+                strict=True,
+            )
+        )
+    return paths, onehot.argmax(axis=1), class_cols, csv_path, groups, attributes
 
 
 def load_isic_csv(cfg: DictConfig) -> SourceData:
-    paths, labels, cols, csv_path, groups = _read_table(cfg, "csv", "images_dir")
+    paths, labels, cols, csv_path, groups, attributes = _read_table(cfg, "csv", "images_dir")
     names = [cols[y] for y in labels]
     ids = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     check_unique_ids(ids, names, csv_path)
@@ -100,7 +107,14 @@ def load_isic_csv(cfg: DictConfig) -> SourceData:
         if note:
             notes.append(note)
         return [
-            Record(p, label, groups.get(image_id), split=split, source=cfg.name)
+            Record(
+                p,
+                label,
+                groups.get(image_id),
+                split=split,
+                source=cfg.name,
+                meta=attributes.get(image_id, ()),
+            )
             for p, image_id, label in zip(paths, ids, index, strict=True)
             if label is not None
         ]
@@ -109,7 +123,7 @@ def load_isic_csv(cfg: DictConfig) -> SourceData:
     check_files_exist((r.path for r in records), csv_path)
     check_no_empty_class(classes, [r for r in records if r.label < len(classes)], csv_path)
     if cfg.get("test_csv"):
-        t_paths, t_labels, t_cols, t_csv, _ = _read_table(cfg, "test_csv", "test_images_dir")
+        t_paths, t_labels, t_cols, t_csv, _, _ = _read_table(cfg, "test_csv", "test_images_dir")
         t_names = [t_cols[y] for y in t_labels]
         t_ids = [os.path.splitext(os.path.basename(p))[0] for p in t_paths]
         check_unique_ids(t_ids, t_names, t_csv)

@@ -22,3 +22,15 @@ def read_csv_columns(path: str, required: list[str]) -> pd.DataFrame:
             "Fix the CSV header, or set the matching data.*_column option."
         )
     return df
+
+
+def metadata_pairs(df: pd.DataFrame, columns) -> list[tuple[tuple[str, str], ...]]:
+    """Per row of ``df``, the ``(column, value)`` pairs of those ``columns`` it has, empty
+    values and "unknown" left out (HAM10000 writes "unknown" for a missing sex)."""
+    present = [c for c in columns or () if c in df.columns]
+    rows = zip(*(df[c] for c in present), strict=True) if present else ([()] * len(df))
+    missing = {"", "unknown", "nan", "NaN", "None"}
+    return [
+        tuple((c, str(v)) for c, v in zip(present, row, strict=True) if str(v) not in missing)
+        for row in rows
+    ]

@@ -1,0 +1,199 @@
+"""One test's predictions → its metrics and files.
+
+Metrics (keys ``test/<metric>``): the full set of :class:`~medcls.metrics.ClassificationMetrics`;
+the top-label ECE; for two classes the sensitivity at fixed specificities and the partial AUC;
+for every headline metric a bootstrap interval (``<metric>_ci_low`` / ``_ci_high``) that
+resamples whole groups (patients, lesions). The same again at group level (``group/``: a group's
+images' mean softmax) and per source of a combined dataset (``test/<source>/<metric>``).
+
+Files: predictions, per-class tables, confusion matrix, scikit-learn's classification report,
+the headline metrics with their intervals (``metrics_summary.csv``), ROC / precision–recall /
+reliability curves, per-source table, per-subgroup table and forest plot (``eval.subgroups``),
+skipped images.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from medcls.data.records import Record
+from medcls.evaluation.predictions import Predictions
+from medcls.evaluation.settings import EvalSettings
+from medcls.evaluation.subgroups import subgroup_metrics, write_subgroup_files
+from medcls.metrics.bootstrap import bootstrap_intervals, group_index
+from medcls.metrics.classification import compute_metrics
+from medcls.metrics.groups import group_mean
+from medcls.metrics.headline import headline_names
+from medcls.metrics.sources import source_metrics, write_source_table
+from medcls.metrics.weighted import score_draws
+from medcls.tracking.artifacts import (
+    plot_confusion_matrix,
+    write_per_class,
+    write_per_class_markdown,
+    write_predictions,
+    write_skipped,
+)
+from medcls.tracking.classification_report import write_classification_report
+from medcls.tracking.curves import write_curves
+
+
+@dataclass
+class Evaluation:
+    """``metrics``: flat ``{"test/auroc_macro": 0.91, "test/auroc_macro_ci_low": ...}``;
+    ``files``: every file written (for MLflow)."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+def headline_metrics(pred: Predictions, settings: EvalSettings, groups=None) -> dict[str, float]:
+    """Point estimates of :func:`~medcls.metrics.weighted.score_draws`' metrics and, with
+    ``settings.n_boot``, their intervals (whole ``groups`` resampled; ``None``: images)."""
+    probs, labels = np.asarray(pred.probs, np.float64), np.asarray(pred.labels)
+    max_fpr = 1 - settings.pauc_min_specificity if settings.pauc_min_specificity else None
+
+    def score(weights: np.ndarray) -> dict[str, np.ndarray]:
+        return score_draws(
+            probs,
+            labels,
+            weights,
+            pred.positive,
+            settings.specificities,
+            max_fpr,
+            settings.calibration_bins,
+        )
+
+    out = {k: float(v[0]) for k, v in score(np.ones((1, len(labels)))).items()}
+    if settings.n_boot > 0 and len(labels):
+        intervals = bootstrap_intervals(
+            score, group_index(groups, len(labels)), settings.n_boot, settings.level, settings.seed
+        )
+        for name, (lo, hi) in intervals.items():
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = lo, hi
+    return out
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{k}": v for k, v in values.items()}
+
+
+def metric_set(
+    pred: Predictions, settings: EvalSettings, base: dict[str, float] | None = None
+) -> tuple[dict[str, float], np.ndarray]:
+    """Every metric of ``pred`` (unprefixed) and its ``(K, K)`` confusion matrix. ``base``: the
+    :class:`ClassificationMetrics` values already computed (the test step's), else computed."""
+    values, cm = compute_metrics(pred.probs, pred.labels, pred.class_names, pred.positive)
+    values = dict(base) if base is not None else values
+    extra = headline_metrics(pred, settings, pred.groups)
+    # ClassificationMetrics' values stay as computed; the engine adds ECE, operating points, CIs
+    values.update({k: v for k, v in extra.items() if k not in values})
+    return values, cm.numpy()
+
+
+def group_level(pred: Predictions, settings: EvalSettings) -> dict[str, float]:
+    """``group/<metric>``: each group's images' mean softmax scored as one case (intervals:
+    groups resampled); empty when no image has a group."""
+    if not any(g is not None for g in pred.groups):
+        return {}
+    gp, gl, _ = group_mean(np.asarray(pred.probs), np.asarray(pred.labels), pred.groups)
+    grouped = Predictions(gp, gl, [Record("", int(y)) for y in gl], pred.class_names, pred.positive)
+    values, _ = metric_set(grouped, settings)
+    return _prefixed("group", values)
+
+
+def write_summary(path: str, metrics: dict[str, float]) -> str:
+    """``metrics_summary.csv``: level (test, group), metric, value, ci_low, ci_high."""
+    rows = []
+    for prefix in ("test", "group"):
+        for name in headline_names(metrics, prefix):
+            key = f"{prefix}/{name}"
+            rows.append(
+                {
+                    "level": prefix,
+                    "metric": name,
+                    "value": metrics[key],
+                    "ci_low": metrics.get(f"{key}_ci_low", np.nan),
+                    "ci_high": metrics.get(f"{key}_ci_high", np.nan),
+                }
+            )
+    pd.DataFrame(rows).to_csv(path, index=False, float_format="%.6f")
+    return path
+
+
+def evaluate(
+    pred: Predictions,
+    settings: EvalSettings,
+    out_dir: str,
+    title: str,
+    skipped: Sequence[tuple[str, str]] = (),
+    base: dict[str, float] | None = None,
+) -> Evaluation:
+    """Score ``pred`` (``test/``, ``group/``, per source) and write the report's files in
+    ``out_dir``. ``base``: the test step's :class:`ClassificationMetrics` values, if any."""
+    values, cm = metric_set(pred, settings, base)
+    metrics = _prefixed("test", values)
+    metrics.update(group_level(pred, settings))
+    sources = [r.source for r in pred.records]
+    by_source = source_metrics(pred.probs, pred.labels, sources, pred.class_names, pred.positive)
+    metrics.update(by_source)
+    subgroups = None
+    if settings.subgroups:
+        subgroups, flat = subgroup_metrics(
+            pred, settings, lambda sub: headline_metrics(sub, settings, sub.groups)
+        )
+        metrics.update(flat)
+
+    os.makedirs(out_dir, exist_ok=True)
+    names = list(pred.class_names)
+    counts = np.bincount(pred.labels, minlength=len(names))
+    files = [
+        write_predictions(
+            os.path.join(out_dir, "test_predictions.csv"),
+            pred.records,
+            pred.probs,
+            pred.labels,
+            names,
+        ),
+        write_per_class(os.path.join(out_dir, "per_class_metrics.csv"), values, names, counts),
+        write_per_class_markdown(
+            os.path.join(out_dir, "per_class_metrics.md"), values, names, counts, title
+        ),
+        plot_confusion_matrix(os.path.join(out_dir, "confusion_matrix.png"), cm, names, title),
+        write_skipped(os.path.join(out_dir, "skipped_images.csv"), skipped),
+        *write_classification_report(out_dir, pred.probs, pred.labels, names),
+        write_summary(os.path.join(out_dir, "metrics_summary.csv"), metrics),
+    ]
+    if by_source:
+        files.append(write_source_table(os.path.join(out_dir, "per_source_metrics.csv"), metrics))
+    if subgroups is not None:
+        files += write_subgroup_files(out_dir, subgroups, settings.subgroup_min_images, title)
+    if settings.curves and len(pred.labels):
+        positive = pred.positive if len(names) == 2 else None
+        files += write_curves(
+            out_dir,
+            np.asarray(pred.probs),
+            np.asarray(pred.labels),
+            names,
+            positive,
+            values["ece"],
+            settings.calibration_bins,
+            title,
+        )
+    return Evaluation(metrics, [f for f in files if f])
+
+
+def source_summary(metrics: dict[str, float]) -> dict[str, str]:
+    """The printed summary's ``balanced accuracy by source`` line (nothing with one source)."""
+    by_source = {
+        k.split("/")[1]: v
+        for k, v in metrics.items()
+        if k.startswith("test/") and k.count("/") == 2 and k.endswith("/balanced_accuracy")
+    }
+    if not by_source:
+        return {}
+    return {"balanced accuracy by source": " · ".join(f"{n} {v:.4f}" for n, v in by_source.items())}

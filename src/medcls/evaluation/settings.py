@@ -1,0 +1,58 @@
+"""What the evaluation report computes (the ``eval`` config node, conf/eval/default.yaml)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from medcls.data.records import DataError
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Attributes:
+    n_boot: bootstrap draws for the intervals (0: no intervals).
+    level: the intervals' coverage (0.95).
+    seed: the bootstrap's random seed (the same draws for every metric).
+    calibration_bins: equal-width confidence bins of the ECE and the reliability diagram.
+    specificities: binary: the sensitivity at each of these specificities.
+    pauc_min_specificity: binary: the partial AUC over specificities from this one to 1.
+    curves: write ROC, precision–recall and reliability CSV + PNG files.
+    subgroups: record attributes to report per subgroup (``sex``, ``age_group``, ...).
+    age_bins: the edges of ``age_group`` (``(30, 45, 60, 75)``: <30, 30–45, …, ≥75).
+    subgroup_min_images: subgroups smaller than this are listed but not in the largest gap.
+    """
+
+    n_boot: int = 1000
+    level: float = 0.95
+    seed: int = 0
+    calibration_bins: int = 15
+    specificities: tuple[float, ...] = (0.90, 0.95)
+    pauc_min_specificity: float | None = 0.90
+    curves: bool = True
+    subgroups: tuple[str, ...] = ()
+    age_bins: tuple[float, ...] = (30, 45, 60, 75)
+    subgroup_min_images: int = 10
+
+    @classmethod
+    def from_cfg(cls, node: Mapping | None) -> EvalSettings:
+        """From the ``eval`` config node (missing keys keep their defaults)."""
+        node = dict(node or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(node) - known)
+        if unknown:
+            raise DataError(
+                f"eval.{unknown[0]} is not an evaluation setting; known: {sorted(known)}"
+            )
+        for key, kind in (("specificities", float), ("subgroups", str), ("age_bins", float)):
+            if key in node:
+                node[key] = tuple(kind(v) for v in node[key] or ())
+        settings = cls(**node)
+        for s in (*settings.specificities, settings.pauc_min_specificity or 0.5):
+            if not 0 < s < 1:
+                raise DataError(f"eval: specificity {s} must lie strictly between 0 and 1")
+        if not settings.age_bins:
+            raise DataError("eval.age_bins is empty: give the age_group edges, e.g. [30,45,60,75]")
+        if not 0 < settings.level < 1:
+            raise DataError(f"eval.level={settings.level}: an interval's coverage, e.g. 0.95")
+        return settings

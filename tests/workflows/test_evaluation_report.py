@@ -1,0 +1,171 @@
+"""The evaluation report through the three workflows: medcls-train's test step logs intervals,
+ECE, operating points and the curve/reliability files to MLflow; medcls-eval and
+medcls-ensemble of the same checkpoint report the very same numbers (one component)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from medcls.metrics.classification import metric_safe
+from medcls.tracking.artifacts import read_predictions
+from medcls.workflows.ensemble import run_ensemble
+from medcls.workflows.evaluate import run_eval
+from medcls.workflows.train import run_train
+
+DATA = ["data=synthetic", "data.num_samples=160", "data.num_classes=2", "data.native_size=32"]
+FILES = {
+    "metrics_summary.csv",
+    "roc_curves.csv",
+    "roc_curves.png",
+    "pr_curves.csv",
+    "pr_curves.png",
+    "reliability.csv",
+    "reliability.png",
+    "test_predictions.csv",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, helpers, mlflow_uri) -> dict:
+    work = tmp_path_factory.mktemp("evaluation_report")
+    with helpers.chdir(work):
+        cfg = helpers.compose_cfg(
+            helpers.train_overrides(
+                *DATA,
+                "trainer.max_epochs=2",
+                "eval.n_boot=300",
+                *helpers.mlflow_overrides(mlflow_uri, "evaluation-report"),
+            )
+        )
+        metrics = run_train(cfg)
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("evaluation-report").experiment_id])
+    out = Path(cfg.paths.output_dir)
+    return {"metrics": metrics, "run": run, "client": client, "out": out, "work": work,
+            "ckpt": out / "checkpoints" / "best.ckpt"}  # fmt: skip
+
+
+def test_training_logs_intervals_calibration_and_operating_points(trained) -> None:
+    logged, m = trained["run"].data.metrics, trained["metrics"]
+    for name in ("balanced_accuracy", "auroc_positive", "sensitivity", "ece", "pauc_spec90",
+                 "sensitivity_at_spec90", "sensitivity_at_spec95"):  # fmt: skip
+        key = f"test/{name}"
+        assert logged[key] == pytest.approx(m[key]), key
+        assert logged[f"{key}_ci_low"] <= logged[key] <= logged[f"{key}_ci_high"], key
+    assert "group/auroc_positive_ci_low" in logged  # synthetic lesions: two photos each
+    preds = read_predictions(trained["out"] / "test_predictions.csv")
+    y, s = (preds["label"] == "melanoma").to_numpy(), preds["p_melanoma"].to_numpy()
+    assert preds["p_melanoma"].is_unique  # the CSV's 6 decimals keep the scores apart
+    assert logged["test/pauc_spec90"] == pytest.approx(roc_auc_score(y, s, max_fpr=0.1), abs=1e-3)
+    fpr, tpr, _ = roc_curve(y, s)
+    assert logged["test/sensitivity_at_spec95"] == pytest.approx(tpr[fpr <= 0.05].max(), abs=1e-3)
+    artifacts = {a.path for a in trained["client"].list_artifacts(trained["run"].info.run_id)}
+    assert FILES <= artifacts, FILES - artifacts
+
+
+def headline(metrics: dict) -> dict:
+    return {
+        k: v
+        for k, v in metrics.items()
+        if k.startswith(("test/", "group/")) and ("_ci_" in k or k.split("/")[-1] in
+            ("accuracy", "balanced_accuracy", "auroc_positive", "ece", "pauc_spec90",
+             "sensitivity_at_spec95"))
+    }  # fmt: skip
+
+
+def test_eval_and_ensemble_report_what_the_test_step_reported(helpers, trained, workdir) -> None:
+    expected = headline(trained["metrics"])
+    assert len(expected) > 30
+    common = [*DATA, "logger=none", "eval.n_boot=300"]
+    eval_cfg = helpers.compose_cfg(
+        [f"ckpt_path={trained['ckpt']}", *common, "print_config=false",
+         "trainer.precision=32-true", "++trainer.enable_progress_bar=false"],
+        config_name="eval",
+    )  # fmt: skip
+    ens_cfg = helpers.compose_cfg(
+        [f"checkpoints=['{trained['ckpt']}']", *common], config_name="ensemble"
+    )
+    for cfg, run in ((eval_cfg, run_eval), (ens_cfg, run_ensemble)):
+        got = headline(run(cfg))
+        assert set(got) == set(expected), set(got) ^ set(expected)
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, abs=1e-6), (run.__name__, key)
+        files = {p.name for p in Path(cfg.paths.output_dir).iterdir()}
+        assert FILES <= files, (run.__name__, FILES - files)
+
+
+def test_a_misspelt_eval_setting_stops_training_before_it_starts(helpers, tmp_path) -> None:
+    proc = helpers.run_cli(
+        "medcls-train",
+        [*helpers.train_overrides(*DATA), "+eval.nboot=10", "trainer.max_epochs=1"],
+        cwd=tmp_path,
+    )
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 2, said[-2000:]
+    assert "eval.nboot is not an evaluation setting" in said
+    assert "Traceback" not in said
+    assert not list(tmp_path.glob("outputs/**/checkpoints/*.ckpt"))
+
+
+def test_bootstrap_seed_changes_the_interval_not_the_estimate(helpers, trained, workdir) -> None:
+    cfg = helpers.compose_cfg(
+        [f"checkpoints=['{trained['ckpt']}']", *DATA, "logger=none", "eval.n_boot=300",
+         "eval.seed=1", "eval.curves=false"],
+        config_name="ensemble",
+    )  # fmt: skip
+    got = run_ensemble(cfg)
+    m = trained["metrics"]
+    assert got["test/auroc_positive"] == pytest.approx(m["test/auroc_positive"], abs=1e-6)
+    assert got["test/auroc_positive_ci_low"] != m["test/auroc_positive_ci_low"]
+    assert not (Path(cfg.paths.output_dir) / "roc_curves.png").exists()
+    assert np.isfinite(got["test/auroc_positive_ci_high"])
+
+
+def test_ham10000_subgroups_reach_mlflow(helpers, datasets, mlflow_uri, tmp_path) -> None:
+    """The acceptance run at toy scale: ``eval.subgroups=[sex,age_group]`` on HAM10000's
+    layout logs the subgroup table, its forest plot and each subgroup's metrics."""
+    ham = ["data=ham10000", f"data.root={datasets['ham10000']}", "data.classes=[bkl,mel,nv]"]
+    with helpers.chdir(tmp_path):
+        cfg = helpers.compose_cfg(
+            helpers.train_overrides(
+                *ham,
+                "trainer.max_epochs=1",
+                "eval.subgroups=[sex,age_group]",
+                "eval.n_boot=100",
+                *helpers.mlflow_overrides(mlflow_uri, "evaluation-subgroups"),
+            )
+        )
+        metrics = run_train(cfg)
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("evaluation-subgroups").experiment_id])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"subgroups.csv", "subgroups.png", "subgroup_gaps.csv"} <= artifacts
+    table = pd.read_csv(Path(cfg.paths.output_dir) / "subgroups.csv", keep_default_na=False)
+    preds = read_predictions(Path(cfg.paths.output_dir) / "test_predictions.csv")
+    assert set(table["attribute"]) == {"sex", "age_group"}
+    for attribute in ("sex", "age_group"):  # every test image in exactly one subgroup
+        assert table.loc[table["attribute"] == attribute, "images"].sum() == len(preds)
+    for row in table.itertuples():
+        key = f"subgroup/{row.attribute}/{metric_safe(row.subgroup)}/balanced_accuracy"
+        assert run.data.metrics[key] == pytest.approx(row.balanced_accuracy, abs=1e-5)
+        assert metrics[key] == pytest.approx(row.balanced_accuracy, abs=1e-5)
+
+
+def test_a_subgroup_the_data_lacks_stops_training_before_it_starts(helpers, datasets, tmp_path) -> None:
+    proc = helpers.run_cli(
+        "medcls-train",
+        [*helpers.train_overrides("data=ham10000", f"data.root={datasets['ham10000']}",
+                                  "data.classes=[bkl,mel,nv]", "eval.subgroups=[gender]")],
+        cwd=tmp_path,
+    )  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 2, said[-2000:]
+    assert "eval.subgroups names 'gender'" in said and "'sex'" in said
+    assert "Traceback" not in said
+    assert not list(tmp_path.glob("outputs/**/checkpoints/*.ckpt"))
