@@ -43,6 +43,8 @@ TINY = [
     "trainer.precision=32-true",
     "++trainer.enable_progress_bar=false",
     "++trainer.enable_model_summary=false",
+    # the curve PNGs cost ~0.3 s a run; tests/workflows/test_evaluation_report.py checks them
+    "eval.curves=false",
 ]
 TINY_SYNTHETIC = ["data=synthetic", "data.num_samples=100", "data.native_size=32"]
 

@@ -25,7 +25,9 @@ def predictions(
     noise = shared * patient + (1 - shared) * rng.normal(size=(n, k))
     logits = noise + 1.2 * np.eye(k)[labels]
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    records = [Record(f"img/{i}.png", int(y), f"patient{i // per_group}") for i, y in enumerate(labels)]
+    records = [
+        Record(f"img/{i}.png", int(y), f"patient{i // per_group}") for i, y in enumerate(labels)
+    ]
     return Predictions(probs, labels, records, [f"c{i}" for i in range(k)], positive=1)
 
 

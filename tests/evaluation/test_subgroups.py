@@ -35,7 +35,9 @@ def people(n: int = 300, seed: int = 0) -> Predictions:
     p = 1 / (1 + np.exp(-(score - strength / 2)))
     probs = np.stack([1 - p, p], axis=1)
     records = [
-        Record(f"i/{i}.png", int(y), f"p{i}", meta=(("sex", s),) if s else (("age", str(20 + i % 60)),))
+        Record(
+            f"i/{i}.png", int(y), f"p{i}", meta=(("sex", s),) if s else (("age", str(20 + i % 60)),)
+        )
         for i, (y, s) in enumerate(zip(labels, sex, strict=True))
     ]
     return Predictions(probs, labels, records, ["benign", "malignant"], positive=1)

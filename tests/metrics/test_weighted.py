@@ -74,7 +74,9 @@ def test_positive_class_zero_scores_the_first_column() -> None:
     probs, labels = noisy_predictions(300, 2, seed=5)
     got = unit(probs, labels, positive=0, specificities=(0.9,), pauc_max_fpr=0.1)
     assert got["auroc_positive"] == pytest.approx(roc_auc_score(labels == 0, probs[:, 0]))
-    assert got["sensitivity"] == pytest.approx(((probs.argmax(1) == 0) & (labels == 0)).sum() / (labels == 0).sum())
+    assert got["sensitivity"] == pytest.approx(
+        ((probs.argmax(1) == 0) & (labels == 0)).sum() / (labels == 0).sum()
+    )
 
 
 @pytest.mark.parametrize("k", [2, 5])
@@ -99,7 +101,9 @@ def test_a_weight_of_two_counts_as_the_image_listed_twice() -> None:
     probs, labels = noisy_predictions(120, 3, seed=2)
     w = np.random.default_rng(0).integers(0, 3, size=120)
     idx = np.repeat(np.arange(120), w)
-    weighted = {k: float(v[0]) for k, v in score_draws(probs, labels, w[None].astype(float)).items()}
+    weighted = {
+        k: float(v[0]) for k, v in score_draws(probs, labels, w[None].astype(float)).items()
+    }
     repeated = unit(probs[idx], labels[idx])
     assert weighted == pytest.approx(repeated)
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from medcls.data.records import Record
+from medcls.evaluation.calibration import Calibration
 from medcls.evaluation.predictions import Predictions
 from medcls.evaluation.settings import EvalSettings
 from medcls.evaluation.subgroups import subgroup_metrics, write_subgroup_files
@@ -39,7 +40,9 @@ from medcls.tracking.artifacts import (
     write_skipped,
 )
 from medcls.tracking.classification_report import write_classification_report
-from medcls.tracking.curves import write_curves
+from medcls.tracking.curves import write_curves, write_reliability
+
+NONE = Calibration()  # nothing fitted: the argmax of the softmax as it is
 
 
 @dataclass
@@ -51,22 +54,32 @@ class Evaluation:
     files: list[str] = field(default_factory=list)
 
 
-def headline_metrics(pred: Predictions, settings: EvalSettings, groups=None) -> dict[str, float]:
+def headline_metrics(
+    pred: Predictions,
+    settings: EvalSettings,
+    groups=None,
+    calibration: Calibration = NONE,
+) -> dict[str, float]:
     """Point estimates of :func:`~medcls.metrics.weighted.score_draws`' metrics and, with
-    ``settings.n_boot``, their intervals (whole ``groups`` resampled; ``None``: images)."""
+    ``settings.n_boot``, their intervals (whole ``groups`` resampled; ``None``: images).
+
+    With a fitted ``calibration``: ``ece_calibrated`` / ``nll_calibrated`` after its
+    temperature, and ``<metric>_at_threshold`` at its threshold (on the calibrated
+    probabilities), from the same draws as the rest.
+    """
     probs, labels = np.asarray(pred.probs, np.float64), np.asarray(pred.labels)
+    calibrated = calibration.apply(probs)
     max_fpr = 1 - settings.pauc_min_specificity if settings.pauc_min_specificity else None
+    args = (pred.positive, settings.specificities, max_fpr, settings.calibration_bins)
+    threshold, tempered = calibration.threshold, calibration.temperature is not None
 
     def score(weights: np.ndarray) -> dict[str, np.ndarray]:
-        return score_draws(
-            probs,
-            labels,
-            weights,
-            pred.positive,
-            settings.specificities,
-            max_fpr,
-            settings.calibration_bins,
-        )
+        out = score_draws(probs, labels, weights, *args, None if tempered else threshold)
+        if tempered:
+            after = score_draws(calibrated, labels, weights, *args, threshold)
+            out["ece_calibrated"], out["nll_calibrated"] = after["ece"], after["nll"]
+            out.update({k: v for k, v in after.items() if k.endswith("_at_threshold")})
+        return out
 
     out = {k: float(v[0]) for k, v in score(np.ones((1, len(labels)))).items()}
     if settings.n_boot > 0 and len(labels):
@@ -75,6 +88,10 @@ def headline_metrics(pred: Predictions, settings: EvalSettings, groups=None) -> 
         )
         for name, (lo, hi) in intervals.items():
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = lo, hi
+    if calibration.temperature is not None:
+        out["temperature"] = calibration.temperature
+    if threshold is not None and probs.shape[1] == 2:
+        out["decision_threshold"] = threshold
     return out
 
 
@@ -83,26 +100,32 @@ def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
 
 
 def metric_set(
-    pred: Predictions, settings: EvalSettings, base: dict[str, float] | None = None
+    pred: Predictions,
+    settings: EvalSettings,
+    base: dict[str, float] | None = None,
+    calibration: Calibration = NONE,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Every metric of ``pred`` (unprefixed) and its ``(K, K)`` confusion matrix. ``base``: the
-    :class:`ClassificationMetrics` values already computed (the test step's), else computed."""
+    :class:`ClassificationMetrics` values already computed (the test step's), else computed;
+    they score the argmax of the uncalibrated softmax, as every run does, so runs compare."""
     values, cm = compute_metrics(pred.probs, pred.labels, pred.class_names, pred.positive)
     values = dict(base) if base is not None else values
-    extra = headline_metrics(pred, settings, pred.groups)
+    extra = headline_metrics(pred, settings, pred.groups, calibration)
     # ClassificationMetrics' values stay as computed; the engine adds ECE, operating points, CIs
     values.update({k: v for k, v in extra.items() if k not in values})
     return values, cm.numpy()
 
 
-def group_level(pred: Predictions, settings: EvalSettings) -> dict[str, float]:
+def group_level(
+    pred: Predictions, settings: EvalSettings, calibration: Calibration = NONE
+) -> dict[str, float]:
     """``group/<metric>``: each group's images' mean softmax scored as one case (intervals:
     groups resampled); empty when no image has a group."""
     if not any(g is not None for g in pred.groups):
         return {}
     gp, gl, _ = group_mean(np.asarray(pred.probs), np.asarray(pred.labels), pred.groups)
     grouped = Predictions(gp, gl, [Record("", int(y)) for y in gl], pred.class_names, pred.positive)
-    values, _ = metric_set(grouped, settings)
+    values, _ = metric_set(grouped, settings, calibration=calibration)
     return _prefixed("group", values)
 
 
@@ -132,12 +155,15 @@ def evaluate(
     title: str,
     skipped: Sequence[tuple[str, str]] = (),
     base: dict[str, float] | None = None,
+    calibration: Calibration = NONE,
 ) -> Evaluation:
     """Score ``pred`` (``test/``, ``group/``, per source) and write the report's files in
-    ``out_dir``. ``base``: the test step's :class:`ClassificationMetrics` values, if any."""
-    values, cm = metric_set(pred, settings, base)
+    ``out_dir``. ``base``: the test step's :class:`ClassificationMetrics` values, if any;
+    ``calibration``: the temperature and threshold fitted on validation (medcls-train) or
+    stored in the checkpoint (medcls-eval), applied unchanged."""
+    values, cm = metric_set(pred, settings, base, calibration)
     metrics = _prefixed("test", values)
-    metrics.update(group_level(pred, settings))
+    metrics.update(group_level(pred, settings, calibration))
     sources = [r.source for r in pred.records]
     by_source = source_metrics(pred.probs, pred.labels, sources, pred.class_names, pred.positive)
     metrics.update(by_source)
@@ -184,6 +210,16 @@ def evaluate(
             settings.calibration_bins,
             title,
         )
+        if calibration.temperature is not None:  # the reliability after the temperature
+            files += write_reliability(
+                out_dir,
+                calibration.apply(np.asarray(pred.probs, np.float64)),
+                np.asarray(pred.labels),
+                values["ece_calibrated"],
+                settings.calibration_bins,
+                f"{title} · T={calibration.temperature:.2f}",
+                "reliability_calibrated",
+            )
     return Evaluation(metrics, [f for f in files if f])
 
 
@@ -197,3 +233,13 @@ def source_summary(metrics: dict[str, float]) -> dict[str, str]:
     if not by_source:
         return {}
     return {"balanced accuracy by source": " · ".join(f"{n} {v:.4f}" for n, v in by_source.items())}
+
+
+def calibration_summary(metrics: dict[str, float]) -> dict[str, str]:
+    """The printed summary's line for what was fitted on validation (nothing when nothing was)."""
+    parts = []
+    if "test/temperature" in metrics:
+        parts.append(f"temperature {metrics['test/temperature']:.3f}")
+    if "test/decision_threshold" in metrics:
+        parts.append(f"threshold {metrics['test/decision_threshold']:.4f}")
+    return {"fitted on validation": " · ".join(parts)} if parts else {}

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from medcls.data.records import DataError
+from medcls.evaluation.calibration import parse_threshold_rule
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,10 @@ class EvalSettings:
     subgroups: record attributes to report per subgroup (``sex``, ``age_group``, ...).
     age_bins: the edges of ``age_group`` (``(30, 45, 60, 75)``: <30, 30–45, …, ≥75).
     subgroup_min_images: subgroups smaller than this are listed but not in the largest gap.
+    calibrate: ``temperature``: fit a softmax temperature on validation (medcls-train),
+        report the test's calibration before and after it, store it in the checkpoint.
+    threshold: binary: the decision threshold's rule, applied on validation and kept for
+        test (``youden``, ``sensitivity@0.95``, ``specificity@0.95``, a number; ``argmax``).
     """
 
     n_boot: int = 1000
@@ -33,6 +38,13 @@ class EvalSettings:
     subgroups: tuple[str, ...] = ()
     age_bins: tuple[float, ...] = (30, 45, 60, 75)
     subgroup_min_images: int = 10
+    calibrate: str = "none"
+    threshold: str = "argmax"
+
+    @property
+    def fits_on_validation(self) -> bool:
+        """Whether training must fit something on the validation images."""
+        return self.calibrate != "none" or self.threshold != "argmax"
 
     @classmethod
     def from_cfg(cls, node: Mapping | None) -> EvalSettings:
@@ -47,7 +59,12 @@ class EvalSettings:
         for key, kind in (("specificities", float), ("subgroups", str), ("age_bins", float)):
             if key in node:
                 node[key] = tuple(kind(v) for v in node[key] or ())
+        if "threshold" in node:
+            node["threshold"] = str(node["threshold"])
         settings = cls(**node)
+        if settings.calibrate not in ("none", "temperature"):
+            raise DataError(f"eval.calibrate={settings.calibrate!r}: use none or temperature")
+        parse_threshold_rule(settings.threshold)  # a bad rule stops the run here
         for s in (*settings.specificities, settings.pauc_min_specificity or 0.5):
             if not 0 < s < 1:
                 raise DataError(f"eval: specificity {s} must lie strictly between 0 and 1")

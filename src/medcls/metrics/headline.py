@@ -21,7 +21,11 @@ HEADLINE_METRICS = (
     "auroc_positive",
     "sensitivity_at_spec*",  # binary: at each eval.specificities
     "pauc_spec*",  # binary: partial AUC above eval.pauc_min_specificity
+    "*_at_threshold",  # binary, eval.threshold: at the threshold chosen on validation
     "ece",
+    "ece_calibrated",  # eval.calibrate=temperature: after the temperature fitted on validation
+    "nll",
+    "nll_calibrated",
 )
 
 

@@ -118,13 +118,16 @@ def score_draws(
     specificities: tuple[float, ...] = (),
     pauc_max_fpr: float | None = None,
     calibration_bins: int = 15,
+    threshold: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Every headline metric of each weighting: accuracy, balanced accuracy, macro F1, macro
     AUROC (one-vs-rest, over the classes present, as :class:`ClassificationMetrics`), ECE;
     with two classes and ``positive``, also sensitivity, specificity, the positive class's
     AUROC, the sensitivity at each of ``specificities`` (key ``sensitivity_at_spec95`` for
     0.95) and the standardised partial AUC above specificity ``1 - pauc_max_fpr``
-    (``pauc_spec90`` for 0.1)."""
+    (``pauc_spec90`` for 0.1), and with ``threshold`` (the positive class predicted where its
+    probability reaches it) accuracy, balanced accuracy, sensitivity and specificity at it
+    (``<metric>_at_threshold``). ``nll``: the mean negative log-likelihood of the labels."""
     probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
     k = probs.shape[1]
     binary = positive is not None and k == 2
@@ -146,4 +149,11 @@ def score_draws(
     has = ~np.isnan(stacked)
     out["auroc_macro"] = _ratio(np.where(has, stacked, 0).sum(1), has.sum(1), np.nan)
     out["ece"] = calibration_error(probs, labels, weights, calibration_bins)
+    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+    out["nll"] = _ratio(weights @ nll, weights.sum(1), np.nan)
+    if binary and threshold is not None:
+        preds = np.where(probs[:, positive] >= threshold, positive, 1 - positive)
+        at = confusion_scores(confusion(labels, preds, k, weights), positive)
+        for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity"):
+            out[f"{name}_at_threshold"] = at[name]
     return out

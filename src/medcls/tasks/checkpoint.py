@@ -84,3 +84,13 @@ def load_task(path: str, channels_last: bool = False) -> tuple[ClassificationTas
         )
     task.eval()
     return task, meta
+
+
+def add_to_meta(path: str, key: str, value) -> None:
+    """Store ``value`` (plain Python) under ``medcls.<key>`` of the checkpoint at ``path``,
+    replacing the file in one step (a crash leaves the old file, never half a new one)."""
+    ckpt = read_checkpoint(path)
+    ckpt["medcls"][key] = value
+    tmp = f"{path}.tmp"
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)

@@ -19,11 +19,13 @@ def write_predictions(
     probs: np.ndarray,
     labels: np.ndarray | None,
     class_names: Sequence[str],
+    preds: np.ndarray | None = None,
 ) -> str:
     """One row per image: path, image id, group, (source,) true and predicted class,
     p(class) columns. ``source`` is there when the images come from several sources
-    (``data=combined``)."""
-    pred = probs.argmax(axis=1)
+    (``data=combined``). ``preds``: the predicted classes (default: the argmax; a decision
+    threshold's otherwise)."""
+    pred = probs.argmax(axis=1) if preds is None else preds
     df = pd.DataFrame(
         {
             "path": [r.path for r in records],

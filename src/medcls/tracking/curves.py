@@ -143,14 +143,31 @@ def write_curves(
     ``out_dir``; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     roc_t, pr_t = curve_tables(probs, labels, class_names, positive)
-    rel = reliability_table(probs, labels, n_bins)
     paths = []
-    for name, table in (("roc_curves", roc_t), ("pr_curves", pr_t), ("reliability", rel)):
+    for name, table in (("roc_curves", roc_t), ("pr_curves", pr_t)):
         paths.append(os.path.join(out_dir, f"{name}.csv"))
         table.to_csv(paths[-1], index=False, float_format="%.6f")
     paths += [
         plot_curves(os.path.join(out_dir, "roc_curves.png"), roc_t, "fpr", "tpr", f"ROC · {title}", True),
         plot_curves(os.path.join(out_dir, "pr_curves.png"), pr_t, "recall", "precision", f"precision–recall · {title}", False),
-        plot_reliability(os.path.join(out_dir, "reliability.png"), rel, ece, f"reliability · {title}"),
     ]  # fmt: skip
-    return paths
+    return paths + write_reliability(out_dir, probs, labels, ece, n_bins, title)
+
+
+def write_reliability(
+    out_dir: str,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    ece: float,
+    n_bins: int = 15,
+    title: str = "",
+    name: str = "reliability",
+) -> list[str]:
+    """``<name>.csv`` (:func:`reliability_table`) and ``<name>.png`` in ``out_dir``."""
+    table = reliability_table(probs, labels, n_bins)
+    csv = os.path.join(out_dir, f"{name}.csv")
+    table.to_csv(csv, index=False, float_format="%.6f")
+    png = plot_reliability(
+        os.path.join(out_dir, f"{name}.png"), table, ece, f"reliability · {title}"
+    )
+    return [csv, png]

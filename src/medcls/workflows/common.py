@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
+from medcls.evaluation.calibration import Calibration
 from medcls.tracking.mlflow_run import find_mlflow, log_artifacts
 from medcls.tracking.sweep import job_tags
 
@@ -80,6 +81,7 @@ def report_test(
     title: str,
     loggers: Sequence[Logger],
     metrics: dict[str, float],
+    calibration: Calibration | None = None,
 ) -> list[str]:
     """The evaluation report of ``task.test_outputs`` (after ``trainer.test``), written in
     ``out_dir``: its metrics are added to ``metrics`` and those the test step did not log are
@@ -98,6 +100,7 @@ def report_test(
         title,
         dm.skipped,
         base=task.test_results,  # the test step's own values (logged by it)
+        calibration=calibration or Calibration(),
     )
     new = {k: v for k, v in ev.metrics.items() if k not in metrics}
     metrics.update(ev.metrics)

@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medcls.data.records import DataError, Record
 from medcls.evaluation import EvalSettings, Predictions, evaluate
-from medcls.evaluation.report import metric_set, source_summary
+from medcls.evaluation.calibration import Calibration, choose_threshold
+from medcls.evaluation.report import calibration_summary, metric_set, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.studies.sweep_configs import sweep_configs
 from medcls.tasks.checkpoint import load_task
@@ -86,6 +87,19 @@ def oof_predictions(sweep_dir: str, jobs: list[str] | None = None) -> pd.DataFra
     )
 
 
+def ensemble_calibration(loaded, oof: Predictions | None, settings: EvalSettings) -> Calibration:
+    """One model: the temperature and threshold its training fitted (as medcls-eval applies).
+    Several: their averaged softmax has no fitted temperature; a CV sweep's ``eval.threshold``
+    rule is fitted on the out-of-fold predictions (every image's validation prediction)."""
+    if len(loaded) == 1:
+        return Calibration.from_meta(loaded[0][1].get("calibration"))
+    if oof is not None and settings.threshold != "argmax" and len(oof.class_names) == 2:
+        score = oof.probs[:, oof.positive]
+        threshold = choose_threshold(score, oof.labels == oof.positive, settings.threshold)
+        return Calibration(None, threshold, f"{settings.threshold} on the out-of-fold predictions")
+    return Calibration()
+
+
 def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     settings = EvalSettings.from_cfg(cfg.get("eval"))
@@ -117,15 +131,8 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     out = predict_probs(tasks, dm.test_dataloader(), tta=list(cfg.get("tta") or []))
     records = [dm.records[i] for i in out["index"]]
     out_dir = cfg.paths.output_dir
-    ev = evaluate(  # test/, group/ and per-source metrics, the report's files
-        Predictions(out["probs"], out["labels"], records, names, positive),
-        settings,
-        out_dir,
-        f"ensemble of {len(tasks)} · {cfg.split}",
-        dm.skipped,
-    )
-    result, files = dict(ev.metrics), list(ev.files)
     oof = oof_predictions(cfg.sweep_dir, jobs) if cfg.get("sweep_dir") else None
+    oof_pred = None
     if oof is not None:
         if oof["path"].duplicated().any():
             raise DataError(
@@ -138,7 +145,19 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
             names,
             positive,
         )
-        result.update({f"oof/{k}": v for k, v in metric_set(oof_pred, settings)[0].items()})
+    calibration = ensemble_calibration(loaded, oof_pred, settings)
+    ev = evaluate(  # test/, group/ and per-source metrics, the report's files
+        Predictions(out["probs"], out["labels"], records, names, positive),
+        settings,
+        out_dir,
+        f"ensemble of {len(tasks)} · {cfg.split}",
+        dm.skipped,
+        calibration=calibration,
+    )
+    result, files = dict(ev.metrics), list(ev.files)
+    if oof_pred is not None:
+        oof_metrics = metric_set(oof_pred, settings, calibration=calibration)[0]
+        result.update({f"oof/{k}": v for k, v in oof_metrics.items()})
     files.append(
         write_predictions(
             os.path.join(out_dir, "ensemble_predictions.csv"),
@@ -173,6 +192,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
         mlf.finalize("success")
     extra = {"models": str(len(tasks)), "tta views": str(1 + len(cfg.get("tta") or []))}
     extra.update(source_summary(result))
+    extra.update(calibration_summary(result))
     print_metrics_table(
         result,
         f"ensemble of {len(tasks)} model(s) on {dm.source_name} ({cfg.split})",

@@ -12,7 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from medcls.evaluation import EvalSettings
-from medcls.evaluation.report import source_summary
+from medcls.evaluation.calibration import Calibration
+from medcls.evaluation.report import calibration_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.tasks.checkpoint import load_task
@@ -66,9 +67,9 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     trainer.test(task, datamodule=dm, verbose=False)
     metrics = {f"test/{k}": v for k, v in task.test_results.items()}
     out_dir, out = cfg.paths.output_dir, task.test_outputs
-    files = report_test(
-        task, dm, settings, out_dir, f"{cfg.run_name} · {cfg.split}", loggers, metrics
-    )
+    calibration = Calibration.from_meta(meta.get("calibration"))  # fitted by medcls-train
+    title = f"{cfg.run_name} · {cfg.split}"
+    files = report_test(task, dm, settings, out_dir, title, loggers, metrics, calibration)
     log_run_files(loggers, files)
     cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: as medcls-train does
     if run_test_cams(cfg.get("cam"), task, dm, out, cam_dir):
@@ -80,6 +81,7 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
             "skipped images": str(len(dm.skipped)),
             "predictions": os.path.join(out_dir, "test_predictions.csv"),
             **source_summary(metrics),
+            **calibration_summary(metrics),
         },
         settings.level,
     )

@@ -13,6 +13,7 @@ from medcls.data.dataset import CachedDataset
 from medcls.data.io import IMAGE_EXTENSIONS
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
+from medcls.evaluation.calibration import Calibration, calibration_note
 from medcls.explain.cams import write_predict_cams
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
@@ -49,10 +50,16 @@ def run_predict(cfg: DictConfig) -> str:
     ds = CachedDataset(decoded.images, np.full(len(records), -1), keep)
     loader = torch.utils.data.DataLoader(ds, batch_size=int(cfg.batch_size))
     probs = predict_probs([task], loader, tta=list(cfg.get("tta") or []))["probs"]
+    # what training fitted on validation (eval.calibrate, eval.threshold), applied unchanged
+    calibration = Calibration.from_meta(meta.get("calibration"))
+    probs = calibration.apply(probs)
+    preds = calibration.predict(probs, meta.get("positive_class", 1))
     out = os.path.abspath(cfg.output)
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    write_predictions(out, [records[i] for i in keep], probs, None, meta["class_names"])
+    write_predictions(out, [records[i] for i in keep], probs, None, meta["class_names"], preds)
     console.print(f"wrote {len(keep)} predictions to {out}")
+    if calibration != Calibration():
+        console.print(f"applied the checkpoint's calibration: {calibration_note(calibration)}")
     if cfg.get("cam"):  # Grad-CAM of each image's predicted class, next to the CSV
         cam_dir = os.path.splitext(out)[0] + "_gradcam"
         pngs = write_predict_cams(

@@ -17,13 +17,14 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings
-from medcls.evaluation.report import source_summary
+from medcls.evaluation.calibration import Calibration, fit_calibration
+from medcls.evaluation.report import calibration_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.losses import create_loss
 from medcls.models import Classifier
 from medcls.tasks import ClassificationTask
-from medcls.tasks.checkpoint import read_checkpoint
+from medcls.tasks.checkpoint import add_to_meta, read_checkpoint
 from medcls.tasks.factory import create_task, create_task_model
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import write_isic_csv, write_predictions
@@ -84,6 +85,12 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     dm = build_datamodule(cfg)
     dm.setup()
     check_subgroup_attributes(dm.records, settings.subgroups)  # before, not after, training
+    if settings.fits_on_validation and not len(dm.partitions["val"]):
+        raise DataError(
+            f"eval.calibrate={settings.calibrate} / eval.threshold={settings.threshold} are "
+            "fitted on the validation images, and this split has none: give it a validation "
+            "part (data.val_fraction), or use eval.calibrate=none eval.threshold=argmax."
+        )
     model_cfg = resolved(cfg, "model")
     task_cfg = resolved(cfg, "task") or {"name": "classification"}
     model = create_task_model(
@@ -194,6 +201,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         "minutes": f"{(time.time() - started) / 60:.1f}",
     }
     extra.update(source_summary(metrics))  # data=combined: each source's balanced accuracy
+    extra.update(calibration_summary(metrics))
     if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
         extra["best checkpoint"] = trainer.checkpoint_callback.best_model_path
         if mlf is not None:  # lets medcls-ensemble run_ids=[...] find the weights
@@ -266,11 +274,33 @@ def _fit_and_test(
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics.update(_kept_model_score(trainer, best, loggers))
     tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0
+    calibration = Calibration()
+    on_val = cfg.get("train", True) or settings.fits_on_validation
+    if on_val and len(dm.partitions["val"]) and main_process:
+        # the kept model on validation: the out-of-fold predictions of a CV fold, and what a
+        # temperature and a decision threshold are fitted on before test sees anything
+        if best:
+            task.load_state_dict(read_checkpoint(best)["state_dict"], strict=False)
+        val = predict_probs([task], dm.val_dataloader())
+        path = os.path.join(out_dir, "val_predictions.csv")
+        write_predictions(
+            path, [dm.records[i] for i in val["index"]], val["probs"], val["labels"], dm.class_names
+        )
+        log_run_files(loggers, [path])
+        if settings.fits_on_validation:
+            calibration = fit_calibration(
+                val["probs"], val["labels"], task.test_metrics.positive,
+                settings.calibrate, settings.threshold,
+            )  # fmt: skip
+            if best:  # medcls-eval and medcls-predict apply what was fitted here
+                add_to_meta(best, "calibration", calibration.to_meta())
+            log.info("fitted on validation: %s", calibration)
     if tested:  # test() restores the best checkpoint's weights into the task
         trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update({f"test/{k}": v for k, v in task.test_results.items()})
     if tested and main_process:  # (under DDP the task gathered every process's predictions)
-        files = report_test(task, dm, settings, out_dir, f"{cfg.run_name} · test", loggers, metrics)
+        title = f"{cfg.run_name} · test"
+        files = report_test(task, dm, settings, out_dir, title, loggers, metrics, calibration)
         isic_csv = write_isic_csv(
             os.path.join(out_dir, "test_set_isic.csv"),
             dm.records_of("test"),
@@ -281,14 +311,4 @@ def _fit_and_test(
         cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: Grad-CAM overlays
         if run_test_cams(cfg.get("cam"), task, dm, task.test_outputs, cam_dir):
             log_run_files(loggers, [cam_dir], "gradcam")
-
-    if cfg.get("train", True) and len(dm.partitions["val"]) and main_process:
-        if best and not tested:
-            task.load_state_dict(read_checkpoint(best)["state_dict"], strict=False)
-        val = predict_probs([task], dm.val_dataloader())
-        path = os.path.join(out_dir, "val_predictions.csv")
-        write_predictions(
-            path, [dm.records[i] for i in val["index"]], val["probs"], val["labels"], dm.class_names
-        )
-        log_run_files(loggers, [path])
     return metrics
