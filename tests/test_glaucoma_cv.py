@@ -124,5 +124,5 @@ def test_the_report_shows_auc_first_and_the_fold_ensemble(helpers) -> None:
     assert names[0] == "AUC" and len(shown) == 2
     folds, ensemble = shown.index
     assert ensemble == "ensemble (4 models) hflip" and "data.fold" not in folds
-    assert shown.loc[folds, "runs"] == 4 and shown.loc[ensemble, "AUC (mean)"] == 0.9
-    assert shown.loc[folds, "AUC (mean)"] == pytest.approx(0.815)
+    assert shown.loc[folds, "runs"] == 4 and shown.loc[ensemble, "AUC"] == 0.9
+    assert shown.loc[folds, "AUC"] == pytest.approx(0.815)

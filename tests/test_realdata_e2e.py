@@ -47,7 +47,11 @@ def ham_run(tmp_path_factory, helpers, cache_dir, ham10000_subset) -> dict:
             f"data.metadata_csv={ham10000_subset}",
             f"data.image_size={helpers.HAM_SUBSET_SIZE}",
         ]
-        cfg = helpers.compose_cfg(helpers.train_overrides(*data, *REAL, cache=cache_dir))
+        cfg = helpers.compose_cfg(
+            helpers.train_overrides(
+                *data, *REAL, "eval.subgroups=[sex,age_group]", "eval.curves=true", cache=cache_dir
+            )
+        )
         out = Path(cfg.paths.output_dir)
         metrics = run_train(cfg)
         dm = build_datamodule(cfg)  # the decode cache is warm: no JPEG is decoded again
@@ -66,6 +70,32 @@ def test_ham10000_trains_and_tests(ham_run, helpers) -> None:
     dm = ham_run["dm"]
     assert dm.class_names == HAM_CLASSES
     assert len(dm.records) == len(ham_run["subset"]) and not dm.skipped
+
+
+def test_ham10000_subgroups_are_the_metadatas(ham_run) -> None:
+    """The issue's acceptance run at subset scale: sex and age groups of the real metadata, each
+    subgroup's balanced accuracy recomputed with scikit-learn from the test predictions."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from medcls.evaluation.subgroups import age_group
+
+    out, meta = ham_run["out"], ham_run["subset"].set_index("image_id")
+    preds = pd.read_csv(out / "test_predictions.csv").set_index("image_id")
+    sub = pd.read_csv(out / "subgroups.csv", keep_default_na=False)
+    sex = meta.loc[preds.index, "sex"].fillna("unknown").replace({"": "unknown"})
+    ages = [age_group(a, (30, 45, 60, 75)) or "unknown" for a in meta.loc[preds.index, "age"]]
+    for attribute, values in (("sex", sex.to_numpy()), ("age_group", np.array(ages))):
+        rows = sub[sub["attribute"] == attribute].set_index("subgroup")
+        assert set(rows.index) == set(values), attribute
+        for value, row in rows.iterrows():
+            keep = values == value
+            assert row["images"] == keep.sum()
+            expected = balanced_accuracy_score(preds["label"][keep], preds["prediction"][keep])
+            assert row["balanced_accuracy"] == pytest.approx(expected, abs=1e-6), (attribute, value)
+    for name in ("roc_curves.png", "pr_curves.png", "reliability.png", "subgroups.png"):
+        assert (out / name).is_file(), name
+    m = ham_run["metrics"]
+    assert m["test/ece_ci_low"] <= m["test/ece_ci_high"] and "test/auroc_macro_ci_low" in m
 
 
 def test_ham10000_split_is_grouped_by_lesion(ham_run) -> None:
@@ -134,6 +164,17 @@ def test_glaucoma_train_and_eval(tmp_path, helpers, cache_dir, monkeypatch) -> N
     assert {"sensitivity", "specificity"} <= set(mine)
     for key in ("test/sensitivity", "test/specificity", "test/auroc_positive"):
         assert key in trained, key
+    # the AIROGS screening figures: sensitivity at 95% specificity and the partial AUC over
+    # 90–100% specificity, against scikit-learn on the run's own predictions
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    preds = pd.read_csv(out / "test_predictions.csv")
+    y, s = (preds["label"] == "RG").to_numpy(), preds["p_RG"].to_numpy()
+    fpr, tpr, _ = roc_curve(y, s)
+    assert trained["test/sensitivity_at_spec95"] == pytest.approx(tpr[fpr <= 0.05].max(), abs=0.02)
+    assert trained["test/pauc_spec90"] == pytest.approx(roc_auc_score(y, s, max_fpr=0.1), abs=0.01)
+    lo, hi = trained["test/pauc_spec90_ci_low"], trained["test/pauc_spec90_ci_high"]
+    assert lo <= trained["test/pauc_spec90"] <= hi and lo < hi
 
     cfg = helpers.compose_cfg(
         [

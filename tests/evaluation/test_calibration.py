@@ -43,7 +43,9 @@ def test_fitted_temperature_undoes_overconfidence() -> None:
     probs, labels = overconfident()
     t = fit_temperature(probs, labels)
     grid = np.linspace(0.5, 5, 451)  # independent: the NLL on a grid
-    nll = [-np.log(apply_temperature(probs, g)[np.arange(len(labels)), labels]).mean() for g in grid]
+    nll = [
+        -np.log(apply_temperature(probs, g)[np.arange(len(labels)), labels]).mean() for g in grid
+    ]
     assert t == pytest.approx(grid[int(np.argmin(nll))], abs=0.011)
     assert t == pytest.approx(2.5, rel=0.12)
 
@@ -98,13 +100,19 @@ def test_test_metrics_at_the_validation_threshold(tmp_path) -> None:
     val, test = slice(0, 600), slice(600, 1200)
     cal = fit_calibration(probs[val], labels[val], 1, "temperature", "sensitivity@0.9")
     assert cal.temperature == pytest.approx(2.5, rel=0.25) and cal.threshold is not None
-    pred = Predictions(probs[test], labels[test], [Record(f"{i}", 0) for i in range(600)], ["a", "b"], 1)
+    pred = Predictions(
+        probs[test], labels[test], [Record(f"{i}", 0) for i in range(600)], ["a", "b"], 1
+    )
     m = evaluate(pred, EvalSettings(n_boot=100), str(tmp_path), "t", calibration=cal).metrics
     p = apply_temperature(probs[test], cal.temperature)
     called = (p[:, 1] >= cal.threshold).astype(int)
     assert m["test/sensitivity_at_threshold"] == pytest.approx(recall_score(labels[test], called))
-    assert m["test/specificity_at_threshold"] == pytest.approx(recall_score(1 - labels[test], 1 - called))
-    assert m["test/decision_threshold"] == cal.threshold and m["test/temperature"] == cal.temperature
+    assert m["test/specificity_at_threshold"] == pytest.approx(
+        recall_score(1 - labels[test], 1 - called)
+    )
+    assert (
+        m["test/decision_threshold"] == cal.threshold and m["test/temperature"] == cal.temperature
+    )
     assert m["test/ece_calibrated"] < 0.5 * m["test/ece"]  # the overconfidence is gone
     assert m["test/nll_calibrated"] < m["test/nll"]
     assert m["test/sensitivity_at_threshold_ci_low"] <= m["test/sensitivity_at_threshold"]

@@ -38,7 +38,10 @@ def test_unit_weights_give_classification_metrics_values(k: int, ties: bool) -> 
     probs, labels = noisy_predictions(300, k, seed=k, ties=ties)
     expected, _ = compute_metrics(probs, labels, [f"c{i}" for i in range(k)], positive_class=1)
     got = unit(probs, labels, positive=1)
-    names = ["accuracy", "balanced_accuracy", "f1_macro", "auroc_macro"]
+    names = ["accuracy", "balanced_accuracy", "recall_macro", "f1_macro", "auroc_macro",
+             "precision_macro", "f1_weighted", "precision_weighted"]  # fmt: skip
+    if not ties:  # torch.topk orders tied scores its own way
+        names += [f"top{t}_accuracy" for t in (2, 3) if t < k]
     if k == 2:
         names += ["sensitivity", "specificity", "auroc_positive"]
     for name in names:
@@ -50,7 +53,7 @@ def test_an_absent_class_is_left_out_as_classification_metrics_does() -> None:
     labels = np.where(labels == 3, 0, labels)  # class 3: predicted sometimes, never true
     expected, _ = compute_metrics(probs, labels, list("abcd"))
     got = unit(probs, labels)
-    for name in ("balanced_accuracy", "f1_macro", "auroc_macro"):
+    for name in ("balanced_accuracy", "f1_macro", "auroc_macro", "precision_macro", "f1_weighted"):
         assert got[name] == pytest.approx(expected[name], abs=1e-6), name
 
 

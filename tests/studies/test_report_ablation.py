@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.studies.report import runs_table, summarize
+from medcls.studies.report import format_table, runs_table, summarize
 from medcls.workflows.report import _display_names
 
 IGNORE = ["data.fold", "data.num_folds", "seed", "hydra.*"]
@@ -80,11 +80,13 @@ def test_ensembles_as_columns_of_their_rows(runs) -> None:
     summary = summarize(table, METRICS)
     assert summary.index.tolist() == ["no dropout", "full"]  # rows in the sweep's order
     assert summary["runs"].tolist() == [2, 2]  # the ensemble is not pooled with its folds
-    acc = summary.loc["no dropout", "test/accuracy"]
+    assert summary.loc["no dropout", "test/accuracy"] == pytest.approx(0.75)
+    assert summary["test/accuracy (ensemble)"].tolist() == pytest.approx([0.85, 0.95])
+    shown = format_table(summary, [*METRICS, *(f"{m} (ensemble)" for m in METRICS)])
+    acc = shown.loc["no dropout", "test/accuracy"]
     assert acc == f"{np.mean([0.7, 0.8]):.4f} ± {np.std([0.7, 0.8], ddof=1):.4f}"
-    assert summary["test/accuracy (ensemble)"].tolist() == ["0.8500", "0.9500"]
-    assert summary["test/accuracy (ensemble) (mean)"].tolist() == pytest.approx([0.85, 0.95])
-    assert summary.loc["full", "test/f1_macro (ensemble)"] == "0.5000"
+    assert shown["test/accuracy (ensemble)"].tolist() == ["0.8500", "0.9500"]
+    assert shown.loc["full", "test/f1_macro (ensemble)"] == "0.5000"
 
 
 def test_a_row_without_ensemble_and_an_ensemble_without_folds(runs) -> None:
@@ -93,9 +95,11 @@ def test_a_row_without_ensemble_and_an_ensemble_without_folds(runs) -> None:
     table = runs_table(runs, METRICS, IGNORE, label_tag="ablation", ensemble="columns")
     summary = summarize(table, METRICS)
     assert summary.index.tolist() == ["no dropout", "full", "no GAP"]
-    assert summary.loc["full", "test/accuracy (ensemble)"] == "—"
-    assert summary.loc["no GAP", "runs"] == 0 and summary.loc["no GAP", "test/accuracy"] == "—"
-    assert summary.loc["no GAP", "test/accuracy (ensemble)"] == "0.4000"
+    assert np.isnan(summary.loc["full", "test/accuracy (ensemble)"])
+    shown = format_table(summary, [*METRICS, *(f"{m} (ensemble)" for m in METRICS)])
+    assert shown.loc["full", "test/accuracy (ensemble)"] == "—"
+    assert shown.loc["no GAP", "runs"] == 0 and shown.loc["no GAP", "test/accuracy"] == "—"
+    assert shown.loc["no GAP", "test/accuracy (ensemble)"] == "0.4000"
 
 
 def test_ensembles_as_rows(runs) -> None:
@@ -129,23 +133,15 @@ def test_one_configuration_keeps_the_plain_ensemble_row() -> None:
 
 def test_display_names_cover_the_ensemble_columns() -> None:
     summary = pd.DataFrame(
-        {
-            "runs": [2],
-            "test/accuracy": ["0.5 ± 0.1"],
-            "test/accuracy (mean)": [0.5],
-            "test/accuracy (ensemble)": ["0.6"],
-            "test/accuracy (ensemble) (mean)": [0.6],
-        },
+        {"runs": [2], "test/accuracy": [0.5], "test/accuracy std": [0.1], "test/accuracy n": [2],
+         "test/accuracy (ensemble)": [0.6], "test/accuracy (ensemble) std": [np.nan],
+         "test/accuracy (ensemble) n": [1]},
         index=["full"],
-    )
+    )  # fmt: skip
     shown, metrics = _display_names(
         summary, ["test/accuracy", "test/accuracy (ensemble)"], {"test/accuracy": "Accuracy"}
     )
     assert metrics == ["Accuracy", "Accuracy (ensemble)"]
-    assert list(shown.columns) == [
-        "runs",
-        "Accuracy",
-        "Accuracy (mean)",
-        "Accuracy (ensemble)",
-        "Accuracy (ensemble) (mean)",
-    ]
+    assert list(shown.columns) == ["runs", "Accuracy", "Accuracy std", "Accuracy n",
+        "Accuracy (ensemble)", "Accuracy (ensemble) std", "Accuracy (ensemble) n"]  # fmt: skip
+    assert list(format_table(shown, metrics).loc["full"]) == [2, "0.5000 ± 0.1000", "0.6000"]

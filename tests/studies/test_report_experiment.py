@@ -96,7 +96,8 @@ def test_latest_sweep_is_the_newest_parent_run() -> None:
 
 def test_display_names() -> None:
     summary = pd.DataFrame(
-        {"runs": [1], "test/accuracy": ["0.5 ± 0"], "test/accuracy (mean)": [0.5]}, index=["a"]
-    )
+        {"runs": [1], "test/accuracy": [0.5], "test/accuracy std": [float("nan")],
+         "test/accuracy n": [1]}, index=["a"],
+    )  # fmt: skip
     shown, metrics = _display_names(summary, ["test/accuracy"], {"test/accuracy": "Acc"})
-    assert metrics == ["Acc"] and list(shown.columns) == ["runs", "Acc", "Acc (mean)"]
+    assert metrics == ["Acc"] and list(shown.columns) == ["runs", "Acc", "Acc std", "Acc n"]

@@ -29,10 +29,11 @@ def _ratio(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
 
 
 def confusion_scores(cm: np.ndarray, positive: int | None = None) -> dict[str, np.ndarray]:
-    """Accuracy, balanced accuracy (mean recall over the classes present in the targets, as
-    :func:`~medcls.metrics.balanced.balanced_accuracy_of_confusion`), macro F1 (over classes
-    that are true or predicted, as torchmetrics) and, with ``positive`` (two classes),
-    sensitivity and specificity. ``cm (B, K, K)``."""
+    """Accuracy, balanced accuracy (= ``recall_macro``: mean recall over the classes present
+    in the targets, as :func:`~medcls.metrics.balanced.balanced_accuracy_of_confusion`), macro
+    F1 and precision (over classes that are true or predicted, as torchmetrics), support-
+    weighted F1 and precision and, with ``positive`` (two classes), sensitivity and
+    specificity. ``cm (B, K, K)``."""
     support, predicted = cm.sum(2), cm.sum(1)
     tp = np.diagonal(cm, axis1=1, axis2=2)
     total = support.sum(1)
@@ -44,7 +45,12 @@ def confusion_scores(cm: np.ndarray, positive: int | None = None) -> dict[str, n
     }
     seen = (support + predicted) > 0
     f1 = _ratio(2 * tp, support + predicted, 0.0)
+    precision = _ratio(tp, predicted, 0.0)
     out["f1_macro"] = _ratio((f1 * seen).sum(1), seen.sum(1), np.nan)
+    out["precision_macro"] = _ratio((precision * seen).sum(1), seen.sum(1), np.nan)
+    out["recall_macro"] = out["balanced_accuracy"]  # one definition: the classes present
+    out["f1_weighted"] = _ratio((f1 * support).sum(1), total, np.nan)
+    out["precision_weighted"] = _ratio((precision * support).sum(1), total, np.nan)
     if positive is not None and cm.shape[1] == 2:
         out["sensitivity"] = recall[:, positive]
         out["specificity"] = recall[:, 1 - positive]
@@ -120,8 +126,8 @@ def score_draws(
     calibration_bins: int = 15,
     threshold: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every headline metric of each weighting: accuracy, balanced accuracy, macro F1, macro
-    AUROC (one-vs-rest, over the classes present, as :class:`ClassificationMetrics`), ECE;
+    """Every headline metric of each weighting: accuracy, balanced accuracy, macro and
+    weighted F1 and precision, top-2/3 accuracy, macro AUROC (one-vs-rest, over the classes present, as :class:`ClassificationMetrics`), ECE;
     with two classes and ``positive``, also sensitivity, specificity, the positive class's
     AUROC, the sensitivity at each of ``specificities`` (key ``sensitivity_at_spec95`` for
     0.95) and the standardised partial AUC above specificity ``1 - pauc_max_fpr``
@@ -133,6 +139,11 @@ def score_draws(
     binary = positive is not None and k == 2
     cm = confusion(labels, probs.argmax(1), k, weights)
     out = confusion_scores(cm, positive if binary else None)
+    rank = np.argsort(-probs, axis=1, kind="stable")
+    for top in (2, 3):
+        if top < k:  # as ClassificationMetrics: top-k accuracy where k is below the classes
+            hit = (rank[:, :top] == labels[:, None]).any(1).astype(np.float64)
+            out[f"top{top}_accuracy"] = _ratio(weights @ hit, weights.sum(1), np.nan)
     aurocs = []
     for c in range(k):
         fpr, tpr, _ = roc(probs[:, c], labels == c, weights)

@@ -1,7 +1,8 @@
 """Study tables from MLflow: one row per configuration, runs differing only in fold/seed pooled.
 
-Each cell is ``mean ± std`` over the configuration's runs; a 95% bootstrap interval of the chosen
-metric is computed on the pooled per-image test predictions. Tables can be turned (metrics as
+Each row holds numbers (mean, std, count over the configuration's runs, and 95% bootstrap
+intervals of every metric the evaluation report bootstraps, on the pooled per-image test
+predictions); they become ``mean ± std`` and ``[low, high]`` text only when printed or written. Tables can be turned (metrics as
 rows) to match a paper's layout. ``compare`` adds a paired test between two configurations on the
 same test images.
 """
@@ -15,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from medcls.data.records import DataError
-from medcls.studies.stats import METRICS, bootstrap_ci, mcnemar, paired_bootstrap
+from medcls.data.records import DataError, Record
+from medcls.studies.stats import METRICS, mcnemar, paired_bootstrap
 from medcls.tracking.artifacts import read_predictions
 
 
@@ -172,58 +173,101 @@ def bootstrap_units(df: pd.DataFrame) -> np.ndarray:
 
 
 def summarize(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """``mean ± std`` (n runs; one run: its value) per configuration and metric; with an
-    ``ensemble`` column (see :func:`runs_table`) the ensemble runs' values go to
-    ``<metric> (ensemble)`` columns."""
+    """Numbers, per configuration: ``runs``, and per metric its mean over the runs (``<m>``),
+    sample standard deviation (``<m> std``, NaN for one run) and count (``<m> n``). With an
+    ``ensemble`` column (see :func:`runs_table`) the ensemble runs' figures go to
+    ``<m> (ensemble)`` columns. :func:`format_table` turns them into text."""
     if "ensemble" in table:
         return _with_ensemble_columns(table, metrics)
     g = table.groupby("config", sort=False)
     out = pd.DataFrame({"runs": g.size()})
     for m in metrics:
-        mean, std, n = g[m].mean(), g[m].std(ddof=1), g[m].count()
-        out[m] = [  # one run has no spread to show: its value alone
-            ("—" if not np.isfinite(a) else f"{a:.4f} ± {s:.4f}" if k > 1 else f"{a:.4f}")
-            for a, s, k in zip(mean, std, n, strict=True)
-        ]
-        out[f"{m} (mean)"] = mean
+        out[m], out[f"{m} std"], out[f"{m} n"] = g[m].mean(), g[m].std(ddof=1), g[m].count()
     return out
 
 
 def _with_ensemble_columns(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """The fold runs summarised as usual, then each configuration's ensemble value per metric
-    (``mean ± std`` if it has several ensemble runs, ``—`` if none)."""
+    """The fold runs summarised as usual, then each configuration's ensemble figures per metric
+    (``<m> (ensemble)``; NaN where a configuration has no ensemble)."""
     ens = table["ensemble"].astype(bool)
     out = summarize(table.loc[~ens].drop(columns="ensemble"), metrics)
     ensembles = summarize(table.loc[ens].drop(columns="ensemble"), metrics)
     out = out.reindex(out.index.append(ensembles.index.difference(out.index, sort=False)))
     out["runs"] = out["runs"].fillna(0).astype(int)
     for m in metrics:
-        values = ensembles[f"{m} (mean)"].reindex(out.index)
-        several = ensembles["runs"].reindex(out.index).fillna(0) > 1
-        shown = ensembles[m].reindex(out.index)
-        out[f"{m} (ensemble)"] = [
-            s if many else (f"{v:.4f}" if np.isfinite(v) else "—")
-            for s, v, many in zip(shown, values, several, strict=True)
-        ]
-        out[f"{m} (ensemble) (mean)"] = values
-        out[m] = out[m].fillna("—")
+        for suffix in ("", " std", " n"):
+            out[f"{m} (ensemble){suffix}"] = ensembles[f"{m}{suffix}"].reindex(out.index)
     return out
 
 
-def add_bootstrap(
-    summary: pd.DataFrame, table: pd.DataFrame, client, metric: str, n_boot: int
+def format_table(
+    summary: pd.DataFrame, metrics: Sequence[str], level: float = 0.95
 ) -> pd.DataFrame:
-    cis = []
+    """The printed and written table: ``runs``, per metric ``mean ± std`` (one run: its value;
+    none: ``—``), then, for each metric with intervals, ``<m> 95% CI`` as ``[low, high]``."""
+    shown = pd.DataFrame({"runs": summary["runs"].fillna(0).astype(int)}, index=summary.index)
+    shown.index.name = summary.index.name
+    for m in metrics:
+        shown[m] = [
+            _cell(mean, std, n)
+            for mean, std, n in zip(summary[m], summary[f"{m} std"], summary[f"{m} n"], strict=True)
+        ]
+    for m in metrics:
+        if f"{m} ci_low" in summary and summary[f"{m} ci_low"].notna().any():
+            shown[f"{m} {level:.0%} CI"] = [
+                f"[{lo:.4f}, {hi:.4f}]" if np.isfinite(lo) else "—"
+                for lo, hi in zip(summary[f"{m} ci_low"], summary[f"{m} ci_high"], strict=True)
+            ]
+    return shown
+
+
+def _cell(mean: float, std: float, n: float) -> str:
+    if not n or not np.isfinite(mean):
+        return "—"
+    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"  # one run: no made-up spread
+
+
+def add_bootstrap(
+    summary: pd.DataFrame, table: pd.DataFrame, client, metrics: Sequence[str], n_boot: int
+) -> pd.DataFrame:
+    """``<m> ci_low`` / ``<m> ci_high`` of each ``test/<name>`` metric the evaluation report
+    bootstraps (:func:`~medcls.evaluation.report.headline_metrics`), on each configuration's
+    pooled test predictions: an image predicted by several fold or seed models is one unit of
+    the draw (with its group: :func:`bootstrap_units`), so more models never narrow it."""
+    from medcls.evaluation import EvalSettings, Predictions
+    from medcls.evaluation.report import headline_metrics
+
+    settings = EvalSettings(n_boot=n_boot, curves=False)
     for config in summary.index:
         df = pooled_predictions(client, table.loc[table.config == config, "run_id"].tolist())
         if df is None or "label" not in df:
-            cis.append("—")
             continue
-        y, p = _labels_and_preds(df)
-        _, lo, hi = bootstrap_ci(y, p, METRICS[metric], n_boot=n_boot, groups=bootstrap_units(df))
-        cis.append(f"[{lo:.4f}, {hi:.4f}]")
-    summary[f"{metric} 95% CI (pooled test predictions)"] = cis
+        classes = [c[2:] for c in df.columns if c.startswith("p_")]
+        probs = df[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
+        labels = df["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+        records = [Record(str(p), -1) for p in df["path"]]
+        pred = Predictions(probs, labels, records, classes, positive=1)
+        values = headline_metrics(pred, settings, list(bootstrap_units(df)))
+        for m in metrics:
+            name = m.split("/", 1)[1] if m.startswith("test/") else None
+            if name and f"{name}_ci_low" in values:
+                summary.loc[config, f"{m} ci_low"] = values[f"{name}_ci_low"]
+                summary.loc[config, f"{m} ci_high"] = values[f"{name}_ci_high"]
     return summary
+
+
+def drop_shared_overrides(labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The configuration labels without the overrides every one of them has (those are said
+    once, returned second); labels unchanged when there is one configuration."""
+    if len(set(labels)) < 2:
+        return list(labels), []
+    token_sets = [set(label.split()) for label in labels]
+    shared = set.intersection(*token_sets)
+    shared = {t for t in shared if "=" in t}
+    order = [t for t in labels[0].split() if t in shared]
+    return [
+        " ".join(t for t in label.split() if t not in shared) or label for label in labels
+    ], order
 
 
 def compare_configs(table: pd.DataFrame, client, a: str, b: str, metric: str, n_boot: int) -> dict:
@@ -254,9 +298,10 @@ def compare_configs(table: pd.DataFrame, client, a: str, b: str, metric: str, n_
 def write_outputs(
     summary: pd.DataFrame, metrics: Sequence[str], layout: str, out_dir: str, title: str
 ) -> list[str]:
-    """Markdown, CSV and a bar chart (mean ± std) of ``summary``."""
+    """``report.md`` and ``report.csv`` (:func:`format_table`: the table as printed) and
+    ``report.png``, a bar chart of the means with their standard deviations."""
     os.makedirs(out_dir, exist_ok=True)
-    shown = summary[["runs", *metrics, *[c for c in summary.columns if "CI" in c]]]
+    shown = format_table(summary, metrics)
     if layout == "metrics_as_rows":
         shown = shown.T
     md, csv, png = (os.path.join(out_dir, f"report.{ext}") for ext in ("md", "csv", "png"))
@@ -281,13 +326,8 @@ def _bar_chart(summary: pd.DataFrame, metrics: Sequence[str], path: str, title: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    means = summary[[f"{m} (mean)" for m in metrics]].to_numpy(dtype=float)
-    stds = np.array(
-        [
-            [float(str(v).split("±")[1]) if "±" in str(v) else 0.0 for v in summary[m]]
-            for m in metrics
-        ]
-    ).T
+    means = summary[list(metrics)].to_numpy(dtype=float)
+    stds = np.nan_to_num(summary[[f"{m} std" for m in metrics]].to_numpy(dtype=float))
     n_cfg, n_met = means.shape
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * n_cfg * n_met / 2), 4), dpi=120)
     width = 0.8 / n_met
@@ -308,3 +348,73 @@ def _bar_chart(summary: pd.DataFrame, metrics: Sequence[str], path: str, title: 
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def subgroup_summary(runs, table: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation report's subgroup metrics (``subgroup/<attribute>/<subgroup>/<metric>``,
+    ``eval.subgroups``) per configuration: one row per (config, attribute, subgroup), per metric
+    its mean over the configuration's runs, std and count, and (one run) its interval. Rows
+    ``subgroup = "largest gap"`` hold the ``gap_<metric>`` figures. Empty when no run has any."""
+    config_of = dict(zip(table["run_id"], table["config"], strict=True))
+    values: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for r in runs:
+        config = config_of.get(r.info.run_id)
+        for key, value in r.data.metrics.items() if config is not None else ():
+            parts = key.split("/")
+            if parts[0] != "subgroup" or len(parts) not in (3, 4):
+                continue
+            if len(parts) == 3:  # subgroup/<attribute>/gap_<metric>
+                parts = [*parts[:2], "largest gap", parts[2].removeprefix("gap_")]
+            values.setdefault((config, parts[1], parts[2]), {}).setdefault(parts[3], []).append(
+                value
+            )
+    rows = []
+    for (config, attribute, subgroup), by_metric in values.items():
+        row = {"config": config, "attribute": attribute, "subgroup": subgroup}
+        for metric, v in by_metric.items():
+            row[metric] = float(np.mean(v))
+            if not metric.endswith(("_ci_low", "_ci_high")):
+                row[f"{metric} std"] = float(np.std(v, ddof=1)) if len(v) > 1 else np.nan
+                row[f"{metric} n"] = len(v)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_subgroups(sub: pd.DataFrame) -> pd.DataFrame:
+    """The subgroup table as text: images, and balanced accuracy and AUROC as ``value [low,
+    high]`` (one run) or ``mean ± std`` (several)."""
+    out = sub[["config", "attribute", "subgroup"]].copy()
+    out["images"] = [
+        "" if not np.isfinite(n) else f"{n:.0f}"
+        for n in sub.get("images", pd.Series(np.nan, sub.index))
+    ]
+    for metric in ("balanced_accuracy", "auroc"):
+        if metric not in sub:
+            continue
+        cells = []
+        for _, r in sub.iterrows():
+            mean, n = r.get(metric), r.get(f"{metric} n", 1)
+            if mean is None or not np.isfinite(mean):
+                cells.append("—")
+            elif n and n > 1:
+                cells.append(f"{mean:.4f} ± {r[f'{metric} std']:.4f}")
+            elif np.isfinite(r.get(f"{metric}_ci_low", np.nan)):
+                cells.append(
+                    f"{mean:.4f} [{r[f'{metric}_ci_low']:.4f}, {r[f'{metric}_ci_high']:.4f}]"
+                )
+            else:
+                cells.append(f"{mean:.4f}")
+        out[metric] = cells
+    return out
+
+
+def write_subgroups(sub: pd.DataFrame, out_dir: str, title: str) -> list[str]:
+    """``report_subgroups.csv`` (numbers) and ``report_subgroups.md`` (text)."""
+    os.makedirs(out_dir, exist_ok=True)
+    csv, md = (os.path.join(out_dir, f"report_subgroups.{ext}") for ext in ("csv", "md"))
+    sub.to_csv(csv, index=False, float_format="%.6f")
+    with open(md, "w") as f:
+        f.write(
+            f"# {title}: subgroups\n\n{markdown_table(format_subgroups(sub).set_index('config'))}\n"
+        )
+    return [csv, md]

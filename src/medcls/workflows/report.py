@@ -12,11 +12,16 @@ from medcls.data.records import DataError
 from medcls.studies.report import (
     add_bootstrap,
     compare_configs,
+    drop_shared_overrides,
     fetch_runs,
+    format_subgroups,
+    format_table,
     latest_sweep,
     runs_table,
+    subgroup_summary,
     summarize,
     write_outputs,
+    write_subgroups,
 )
 from medcls.tracking.sweep import parent_run_id
 from medcls.utils.console import console, print_table
@@ -57,15 +62,27 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
             "give metrics=[...] that its runs logged (see them with `make ui`)"
         )
     shown = len(table)  # runs in the table (ensemble runs included)
+    # the config column says what differs between rows; what all rows share is said once
+    labels, shared = drop_shared_overrides(table["config"].tolist())
+    table["config"] = labels
     summary = summarize(table, metrics)
     if "ensemble" in table:  # ensembles are columns: intervals and tests are of the fold models
+        base = list(metrics)
         metrics += [f"{m} (ensemble)" for m in metrics]
         table = table.loc[~table.pop("ensemble")]
-    summary = add_bootstrap(summary, table, client, cfg.bootstrap_metric, int(cfg.bootstrap))
+    else:
+        base = list(metrics)
+    summary = add_bootstrap(summary, table, client, base, int(cfg.bootstrap))
     summary, metrics = _display_names(summary, metrics, dict(cfg.get("metric_names") or {}))
     title = f"{cfg.title}: {shown} runs, {len(summary)} configurations"
+    if shared:
+        console.print(f"every row shares: {' '.join(shared)}")
     _print(summary, metrics, cfg.layout, title)
     files = write_outputs(summary, metrics, cfg.layout, cfg.output_dir, title)
+    subgroups = subgroup_summary(runs, table)  # eval.subgroups: per subgroup, with intervals
+    if len(subgroups):
+        _print_frame(format_subgroups(subgroups), f"{cfg.title}: subgroups")
+        files += write_subgroups(subgroups, cfg.output_dir, cfg.title)
     if len(cfg.get("compare") or []) == 2:
         a, b = cfg.compare
         result = compare_configs(table, client, a, b, cfg.bootstrap_metric, int(cfg.bootstrap))
@@ -79,7 +96,9 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
     if parent:
         for f in files:
             client.log_artifact(parent, f, "report")
-    console.print(f"report written to {cfg.output_dir} (report.md, report.csv, report.png)")
+    console.print(
+        f"report written to {cfg.output_dir} ({', '.join(os.path.basename(f) for f in files)})"
+    )
     return summary
 
 
@@ -89,19 +108,31 @@ def _display_names(
     """Metric columns renamed for the printed and written tables (``metric_names``)."""
     columns = {}
     for m, shown in names.items():
-        for suffix in ("", " (mean)", " (ensemble)", " (ensemble) (mean)"):
-            columns[f"{m}{suffix}"] = f"{shown}{suffix}"
+        for kind in ("", " (ensemble)"):
+            for suffix in ("", " std", " n", " ci_low", " ci_high"):
+                columns[f"{m}{kind}{suffix}"] = f"{shown}{kind}{suffix}"
     return summary.rename(columns=columns), [columns.get(m, m) for m in metrics]
 
 
 def _print(summary: pd.DataFrame, metrics, layout: str, title: str) -> None:
-    shown = summary[["runs", *metrics, *[c for c in summary.columns if "CI" in c]]]
+    shown = format_table(summary, metrics)
     if layout == "metrics_as_rows":
         shown = shown.T
-    table = Table(title=title)
+    table = Table(title=title, min_width=len(title) + 4)  # a narrow table would wrap it
     table.add_column(str(shown.index.name or ""))
     for c in shown.columns:
         table.add_column(str(c), justify="right")
     for idx, row in shown.iterrows():
         table.add_row(str(idx), *map(str, row.tolist()))
+    print_table(table)
+
+
+def _print_frame(df: pd.DataFrame, title: str) -> None:
+    table = Table(title=title, min_width=len(title) + 4)
+    for c in df.columns:
+        table.add_column(
+            str(c), justify="left" if c in ("config", "attribute", "subgroup") else "right"
+        )
+    for row in df.itertuples(index=False):
+        table.add_row(*map(str, row))
     print_table(table)
