@@ -118,3 +118,10 @@ def test_a_draw_without_positives_is_nan_not_a_number_made_up() -> None:
     for name in ("auroc_positive", "sensitivity", "sensitivity_at_spec90", "pauc_spec90"):
         assert np.isnan(got[name][0]), name
     assert got["specificity"][0] == pytest.approx((probs[labels == 0].argmax(1) == 0).mean())
+
+
+def test_nll_is_scikit_learns_log_loss() -> None:
+    from sklearn.metrics import log_loss
+
+    probs, labels = noisy_predictions(300, 4, seed=9)
+    assert unit(probs, labels)["nll"] == pytest.approx(log_loss(labels, probs, labels=range(4)))
