@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from medcls.data.records import Record
+from medcls.evaluation import EvalSettings, Predictions
+from medcls.evaluation.report import group_level
 from medcls.metrics.attention import AttentionMetrics, attention_iou, pointing_game
-from medcls.metrics.groups import group_metrics
 
 
 def left_half(b: int = 1, size: int = 8) -> torch.Tensor:
@@ -52,7 +54,15 @@ def test_attention_metrics_count_only_masked_samples() -> None:
 def test_group_metrics_average_a_patients_slices() -> None:
     probs = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.9, 0.1]])
     labels = np.array([1, 1, 0, 0])
+
     # patient p1 (two slices, one wrong): mean [0.55, 0.45] → wrong; p2, p3: one slice each
+    def group_metrics(probs, labels, groups, names, positive=1):  # the evaluation report's
+        records = [
+            Record(f"{i}.png", int(y), g)
+            for i, (y, g) in enumerate(zip(labels, groups, strict=True))
+        ]
+        return group_level(Predictions(probs, labels, records, names, positive), EvalSettings(0))
+
     out = group_metrics(probs, labels, ["p1", "p1", "p2", "p3"], ["neg", "pos"], 1)
     assert out["group/accuracy"] == pytest.approx(1 / 3)
     assert out["group/sensitivity"] == 0.0 and out["group/specificity"] == 0.5

@@ -54,7 +54,7 @@ def calibration_note(cal: Calibration) -> str:
     if cal.temperature is not None:
         parts.append(f"temperature {cal.temperature:.3f}")
     if cal.threshold is not None:
-        parts.append(f"threshold {cal.threshold:.4f} ({cal.rule})")
+        parts.append(f"threshold {cal.threshold:.4f}" + (f" ({cal.rule})" if cal.rule else ""))
     return " · ".join(parts) or "none"
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from medcls.data.records import Record
-from medcls.evaluation.calibration import Calibration
+from medcls.evaluation.calibration import Calibration, calibration_note
 from medcls.evaluation.predictions import Predictions
 from medcls.evaluation.settings import EvalSettings
 from medcls.evaluation.subgroups import subgroup_metrics, write_subgroup_files
@@ -31,7 +31,7 @@ from medcls.metrics.classification import compute_metrics
 from medcls.metrics.groups import group_mean
 from medcls.metrics.headline import headline_names
 from medcls.metrics.sources import source_metrics, write_source_table
-from medcls.metrics.weighted import score_draws
+from medcls.metrics.weighted import confusion, score_draws
 from medcls.tracking.artifacts import (
     plot_confusion_matrix,
     write_per_class,
@@ -108,12 +108,17 @@ def metric_set(
     """Every metric of ``pred`` (unprefixed) and its ``(K, K)`` confusion matrix. ``base``: the
     :class:`ClassificationMetrics` values already computed (the test step's), else computed;
     they score the argmax of the uncalibrated softmax, as every run does, so runs compare."""
-    values, cm = compute_metrics(pred.probs, pred.labels, pred.class_names, pred.positive)
-    values = dict(base) if base is not None else values
+    if base is None:
+        values, cm = compute_metrics(pred.probs, pred.labels, pred.class_names, pred.positive)
+        cm = cm.numpy()
+    else:  # the test step scored these already: only the confusion matrix is left to count
+        values, k = dict(base), len(pred.class_names)
+        labels = np.asarray(pred.labels)
+        cm = confusion(labels, np.asarray(pred.probs).argmax(1), k, np.ones((1, len(labels))))[0]
     extra = headline_metrics(pred, settings, pred.groups, calibration)
     # ClassificationMetrics' values stay as computed; the engine adds ECE, operating points, CIs
     values.update({k: v for k, v in extra.items() if k not in values})
-    return values, cm.numpy()
+    return values, cm
 
 
 def group_level(
@@ -237,9 +242,8 @@ def source_summary(metrics: dict[str, float]) -> dict[str, str]:
 
 def calibration_summary(metrics: dict[str, float]) -> dict[str, str]:
     """The printed summary's line for what was fitted on validation (nothing when nothing was)."""
-    parts = []
-    if "test/temperature" in metrics:
-        parts.append(f"temperature {metrics['test/temperature']:.3f}")
-    if "test/decision_threshold" in metrics:
-        parts.append(f"threshold {metrics['test/decision_threshold']:.4f}")
-    return {"fitted on validation": " · ".join(parts)} if parts else {}
+    fitted = Calibration(
+        metrics.get("test/temperature"), metrics.get("test/decision_threshold"), ""
+    )
+    nothing = fitted.temperature is None and fitted.threshold is None
+    return {} if nothing else {"fitted on validation": calibration_note(fitted)}

@@ -25,22 +25,3 @@ def group_mean(
     votes = np.zeros((len(uniq), probs.shape[1]), dtype=np.int64)
     np.add.at(votes, (inverse, labels), 1)
     return sums / counts, votes.argmax(axis=1), [str(u) for u in uniq]
-
-
-def group_metrics(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    groups: Sequence[str | None],
-    class_names: Sequence[str],
-    positive_class: int = 1,
-) -> dict[str, float]:
-    """The full metric set of the group-mean softmax (:func:`group_mean`), keys ``group/<name>``;
-    empty when no image has a group (every image would be its own "patient")."""
-    if not any(g is not None for g in groups):
-        return {}
-    from medcls.metrics.classification import compute_metrics  # torch only when needed
-
-    gp, gl, _ = group_mean(probs, labels, groups)
-    return {
-        f"group/{k}": v for k, v in compute_metrics(gp, gl, class_names, positive_class)[0].items()
-    }
