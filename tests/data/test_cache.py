@@ -223,3 +223,40 @@ def test_a_damaged_disk_cache_is_logged_and_rebuilt(records, cdir, caplog, damag
         hit = decode_all("t", records, pre, cache="disk", cache_dir=str(cdir))
     assert "damaged" not in caplog.text and cache_folders(cdir) == [folder]
     np.testing.assert_array_equal(hit.images, fresh.images)
+
+
+def test_disk_decode_through_small_windows_matches_memory(records, cdir, monkeypatch) -> None:
+    """The disk cache is written window by window; rows on every window boundary land right."""
+    pre = Preprocess(image_size=12)
+    row = 12 * 12 * 3
+    monkeypatch.setattr(cache_mod, "CHUNK_BYTES", 5 * row)  # 18 images: windows of 5, 5, 5, 3
+    windows = []
+    real_memmap = cache_mod.np.memmap
+
+    def recording_memmap(*args, **kwargs):
+        if args[2:3] == ("r+",):  # the writer's windows (not the header or the final map)
+            windows.append(kwargs["shape"][0])
+        return real_memmap(*args, **kwargs)
+
+    monkeypatch.setattr(cache_mod.np, "memmap", recording_memmap)
+    on_disk = decode_all("t", records, pre, cache="disk", cache_dir=str(cdir))
+    monkeypatch.undo()
+    assert windows == [5, 5, 5, 3]
+    assert isinstance(on_disk.images, np.memmap)  # the result maps the file, not a RAM copy
+    np.testing.assert_array_equal(
+        on_disk.images, decode_all("t", records, pre, cache="memory").images
+    )
+
+
+def test_a_disk_that_cannot_reserve_the_cache_falls_back_to_memory(
+    records, cdir, monkeypatch, caplog
+) -> None:
+    def no_space(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_mod.os, "posix_fallocate", no_space, raising=False)
+    with caplog.at_level("WARNING", logger="medcls.data.cache"):
+        out = decode_all("t", records, Preprocess(12), cache_dir=str(cdir))
+    assert "could not write decode cache" in caplog.text and "No space left" in caplog.text
+    assert out.ok.all() and not isinstance(out.images, np.memmap)
+    assert cache_folders(cdir) == []

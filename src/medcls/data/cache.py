@@ -2,12 +2,14 @@
 
 The cache holds a whole dataset (all records of a source), keyed by the files' identity
 (path, size, mtime), the preprocessing and the image size; folds, sweeps and later runs index
-into it instead of decoding JPEGs again. A disk cache is written to a temporary folder and
-renamed into place, so an interrupted decode never leaves a half-written cache behind.
+into it instead of decoding JPEGs again. A disk cache is decoded straight into memory-mapped
+files in a temporary folder (memory bounded by one window, not by the dataset) and renamed into
+place, so an interrupted decode never leaves a half-written cache behind.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -30,6 +32,9 @@ from medcls.data.sources.synthetic import SCHEME, read_synthetic
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 PARALLEL_MIN_IMAGES = 256
+# one memory-mapped window of the disk cache being written: the decode's peak memory beyond
+# the images in flight
+CHUNK_BYTES = 64 << 20
 
 
 @dataclass
@@ -119,6 +124,10 @@ def decode_all(
 ) -> DecodedImages:
     """Decode ``records`` (or load them from the disk cache) into a :class:`DecodedImages`.
 
+    A disk cache is decoded straight into memory-mapped ``.npy`` files, one window of
+    :data:`CHUNK_BYTES` at a time, so peak memory stays flat however large the dataset (the
+    cache takes N × S² × 3 bytes of disk, + N × S² with masks); the arrays returned map it.
+
     Args:
         cache: ``disk`` (reuse across runs, under ``cache_dir``) or ``memory`` (this process only).
         workers: decoding threads; default one per core for large sets of files.
@@ -127,9 +136,12 @@ def decode_all(
     """
     if cache not in ("disk", "memory"):
         raise DataError(f"data.cache={cache!r}: use disk or memory")
+    job = _Job(records, pre, load_masks, workers, progress, mask_source)
+    if cache == "memory":
+        return _decode_records(job, *_in_memory(len(records), pre.image_size, load_masks))
     key = cache_key(name, records, pre, load_masks, mask_source)
     folder = os.path.join(cache_dir or ".", f"{name}-{pre.image_size}px-{key[:16]}")
-    if cache == "disk" and os.path.isdir(folder):
+    if os.path.isdir(folder):
         try:
             loaded = _load(folder, len(records), pre.image_size, load_masks)
             log.info("decode cache hit: %s", folder)
@@ -137,21 +149,113 @@ def decode_all(
         except DamagedCache as e:  # wrong size or shape, truncated, unreadable: decode again
             log.warning("decode cache %s is damaged (%s); decoding the images again", folder, e)
             shutil.rmtree(folder, ignore_errors=True)
-    decoded = _decode_records(records, pre, load_masks, workers, progress, mask_source)
-    if cache == "disk":
-        _save(decoded, folder)
-    return decoded
+    try:
+        return _decode_to_disk(job, folder)
+    except CacheWriteError as e:  # a full or read-only disk: this run decodes in memory
+        log.warning("could not write decode cache %s: %s; decoding in memory", folder, e)
+        return _decode_records(job, *_in_memory(len(records), pre.image_size, load_masks))
 
 
-def _decode_records(records, pre, load_masks, workers, progress, mask_source) -> DecodedImages:
-    n, s = len(records), pre.image_size
+@dataclass
+class _Job:
+    records: Sequence[Record]
+    pre: Preprocess
+    load_masks: bool
+    workers: int | None
+    progress: bool
+    mask_source: str
+
+
+class CacheWriteError(Exception):
+    """The disk cache could not be written (no space, no permission)."""
+
+
+def _in_memory(n: int, s: int, load_masks: bool) -> tuple[np.ndarray, np.ndarray | None]:
     images = np.zeros((n, s, s, 3), dtype=np.uint8)
-    masks = np.zeros((n, s, s), dtype=np.uint8) if load_masks else None
+    return images, np.zeros((n, s, s), dtype=np.uint8) if load_masks else None
+
+
+def _decode_to_disk(job: _Job, folder: str) -> DecodedImages:
+    """Decode into ``.npy`` files in a temporary folder, then rename it to ``folder``."""
+    n, s = len(job.records), job.pre.image_size
+    parent = os.path.dirname(os.path.abspath(folder))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    except OSError as e:
+        raise CacheWriteError(e) from e
+    try:
+        images = _RowWriter(os.path.join(tmp, "images.npy"), (n, s, s, 3))
+        masks = _RowWriter(os.path.join(tmp, "masks.npy"), (n, s, s)) if job.load_masks else None
+        d = _decode_records(job, images, masks)
+        for w in (images, masks):
+            if w is not None:
+                w.close()
+        np.save(os.path.join(tmp, "ok.npy"), d.ok)
+        np.save(os.path.join(tmp, "has_mask.npy"), d.has_mask)
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump({"version": CACHE_VERSION, "bad": d.bad}, f)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another job wrote the same cache first: theirs is identical, keep it
+            if not os.path.isfile(os.path.join(folder, "meta.json")):
+                raise
+    except OSError as e:
+        raise CacheWriteError(e) from e
+    finally:  # also on Ctrl-C or a bad mask: no half-written folder is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _load(folder, n, s, job.load_masks)
+
+
+class _RowWriter:
+    """Rows of a uint8 ``.npy`` array written in index order through a memory-mapped window.
+
+    Only one window of ``CHUNK_BYTES`` is mapped at a time: each is flushed and unmapped before
+    the next, so the pages written never pile up in the process's resident memory.
+    """
+
+    def __init__(self, path: str, shape: tuple[int, ...]) -> None:
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        self.path, self.shape, self.offset = path, shape, header.offset
+        del header
+        self.row_bytes = int(np.prod(shape[1:]))
+        self.rows = max(1, CHUNK_BYTES // self.row_bytes)
+        # reserve the blocks now: a full disk is an OSError here, not a SIGBUS mid-decode
+        if hasattr(os, "posix_fallocate") and shape[0]:
+            with open(path, "r+b") as f:
+                try:
+                    os.posix_fallocate(f.fileno(), 0, self.offset + shape[0] * self.row_bytes)
+                except OSError as e:  # a file system that cannot reserve: write as we go
+                    if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise
+        self.start, self.window = 0, None
+
+    def __setitem__(self, i: int, row: np.ndarray) -> None:
+        if self.window is None or not self.start <= i < self.start + len(self.window):
+            self.close()
+            self.start = i - i % self.rows
+            k = min(self.rows, self.shape[0] - self.start)
+            offset = self.offset + self.start * self.row_bytes
+            self.window = np.memmap(
+                self.path, np.uint8, "r+", offset=offset, shape=(k, *self.shape[1:])
+            )
+        self.window[i - self.start] = row
+
+    def close(self) -> None:
+        if self.window is not None:
+            self.window.flush()
+            self.window = None  # unmapped: the written pages leave this process's memory
+
+
+def _decode_records(job: _Job, images, masks) -> DecodedImages:
+    """Decode every record into ``images`` / ``masks`` (arrays or :class:`_RowWriter`)."""
+    records, n, s = job.records, len(job.records), job.pre.image_size
     has_mask = np.zeros(n, dtype=bool)
     ok = np.ones(n, dtype=bool)
     bad: list[tuple[str, str]] = []
     mask_errors: list[str] = []
-    jobs = ((r, pre, load_masks, mask_source) for r in records)
+    jobs = ((r, job.pre, job.load_masks, job.mask_source) for r in records)
+    workers = job.workers
     if workers is None:
         # Threads, not processes: PIL and OpenCV release the GIL while decoding and resizing
         # (1.65x on 2 cores for HAM10000 JPEGs), and forking a process whose OpenCV/torch
@@ -161,7 +265,7 @@ def _decode_records(records, pre, load_masks, workers, progress, mask_source) ->
         workers = min(os.cpu_count() or 1, 8) if files else 0
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     results = _bounded_map(pool, jobs) if pool else map(_decode, jobs)
-    if progress and n >= PARALLEL_MIN_IMAGES:
+    if job.progress and n >= PARALLEL_MIN_IMAGES:
         from rich.progress import track
 
         results = track(results, total=n, description=f"decoding {n} images at {s}px")
@@ -193,29 +297,6 @@ def _bounded_map(pool: ThreadPoolExecutor, jobs, chunk: int = 256):
     jobs = iter(jobs)
     while batch := [j for _, j in zip(range(chunk), jobs, strict=False)]:
         yield from pool.map(_decode, batch)
-
-
-def _save(d: DecodedImages, folder: str) -> None:
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        np.save(os.path.join(tmp, "images.npy"), d.images)
-        np.save(os.path.join(tmp, "ok.npy"), d.ok)
-        np.save(os.path.join(tmp, "has_mask.npy"), d.has_mask)
-        if d.masks is not None:
-            np.save(os.path.join(tmp, "masks.npy"), d.masks)
-        with open(os.path.join(tmp, "meta.json"), "w") as f:
-            json.dump({"version": CACHE_VERSION, "bad": d.bad}, f)
-        os.replace(tmp, folder)
-    except OSError as e:
-        # Another job may have written the same cache first; theirs is identical, keep it.
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not os.path.isfile(os.path.join(folder, "meta.json")):
-            log.warning("could not write decode cache %s: %s", folder, e)
-    except BaseException:  # interrupted (Ctrl-C): leave no half-written folder behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class DamagedCache(Exception):
