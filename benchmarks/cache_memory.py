@@ -57,8 +57,14 @@ def child(n: int, mode: str, size: int, cache_dir: str) -> None:
     from medcls.data.sources.synthetic import load_synthetic
 
     cfg = OmegaConf.create(
-        {"name": f"mem{n}", "num_samples": n, "num_classes": 5, "generator_seed": 0,
-         "images_per_group": 2, "native_size": size}  # fmt: skip
+        {
+            "name": f"mem{n}",
+            "num_samples": n,
+            "num_classes": 5,
+            "generator_seed": 0,
+            "images_per_group": 2,
+            "native_size": size,
+        }  # fmt: skip
     )
     records = load_synthetic(cfg).records
     reset_peak()
@@ -106,8 +112,15 @@ def main() -> None:
             if mode == "disk":
                 disk[n] = added
             rows.append(
-                [mode, n, f"{data_mib:.0f}", f"{r['before']:.0f}", f"{r['after']:.0f}",
-                 f"{added:.0f}", f"{r['seconds']:.0f}"]  # fmt: skip
+                [
+                    mode,
+                    n,
+                    f"{data_mib:.0f}",
+                    f"{r['before']:.0f}",
+                    f"{r['after']:.0f}",
+                    f"{added:.0f}",
+                    f"{r['seconds']:.0f}",
+                ]  # fmt: skip
             )
             shutil.rmtree(cache_dir, ignore_errors=True)
     if not args.work_dir:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # never phone home on import
@@ -85,16 +87,23 @@ class AugMix(A.ImageOnlyTransform):
                 f"AugMix needs (H, W, 3) uint8 images, got {img.dtype} {img.shape}; put it "
                 "before any step that changes the type (augmentation runs on the uint8 cache)."
             )
-        # timm draws from the global python/numpy generators: seed them for this image only
-        py_state, np_state = random.getstate(), np.random.get_state()
-        random.seed(augmix_seed)
-        np.random.seed(augmix_seed)
-        try:
+        with seeded_global_generators(augmix_seed):  # timm draws from python's and numpy's
             out = self._augmix()(Image.fromarray(img))
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
         return np.asarray(out, dtype=np.uint8)
+
+
+@contextmanager
+def seeded_global_generators(seed: int) -> Iterator[None]:
+    """Seed python's and numpy's global generators (which timm's PIL policies draw from) for
+    one image, and give them back their state after it: an albumentations seed then decides."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return (

@@ -9,7 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from medcls.data.cache import DecodedImages, decode_all
 from medcls.data.class_map import match_classes
@@ -220,12 +220,32 @@ class ClassificationDataModule(pl.LightningDataModule):
             has_mask=d.has_mask,
         )
 
+    def train_sampler(self) -> WeightedRandomSampler | None:
+        """``data.sampler``: ``balanced`` draws every class equally often, ``sqrt`` in proportion
+        to the square root of its count (between balanced and natural); ``none``: shuffling.
+        Drawn with replacement, one epoch = as many draws as training images."""
+        mode = str(self.cfg.get("sampler") or "none")
+        if mode == "none":
+            return None
+        power = {"balanced": 1.0, "sqrt": 0.5}.get(mode)
+        if power is None:
+            raise DataError(f"data.sampler={mode!r}: use none, balanced or sqrt")
+        labels = self.labels[self.partitions["train"]]
+        counts = np.bincount(labels, minlength=self.num_classes).astype(np.float64)
+        weights = counts[labels] ** -power  # per image: its class's share, reweighted
+        generator = torch.Generator().manual_seed(int(self.cfg.get("split_seed") or 0))
+        return WeightedRandomSampler(
+            torch.as_tensor(weights), len(labels), replacement=True, generator=generator
+        )
+
     def _loader(self, partition: str, train: bool = False) -> DataLoader:
         workers = int(self.cfg.num_workers)
+        sampler = self.train_sampler() if train else None
         return DataLoader(
             self.dataset(partition, train),
             batch_size=int(self.cfg.batch_size),
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train and len(self.partitions[partition]) > self.cfg.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,

@@ -17,10 +17,15 @@ import albumentations as A  # noqa: E402
 from omegaconf import DictConfig, ListConfig, OmegaConf  # noqa: E402
 
 from medcls.data.augmix import AugMix  # noqa: E402
+from medcls.data.policies import RandAugment, TrivialAugment  # noqa: E402
 from medcls.data.records import DataError  # noqa: E402
 
 # Steps medcls adds to albumentations' own (same {OpName: kwargs} syntax in the configs).
-EXTRA_OPS: dict[str, type[A.BasicTransform]] = {"AugMix": AugMix}
+EXTRA_OPS: dict[str, type[A.BasicTransform]] = {
+    "AugMix": AugMix,
+    "RandAugment": RandAugment,
+    "TrivialAugment": TrivialAugment,
+}
 
 
 def create_transform(ops: Sequence[Any] | None, seed: int | None = None) -> A.Compose | None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 
 from medcls.data.records import DataError
 from medcls.evaluation.calibration import parse_threshold_rule
+from medcls.evaluation.logit_adjustment import parse_logit_adjustment
+from medcls.tasks.tta import tta_views
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class EvalSettings:
         report the test's calibration before and after it, store it in the checkpoint.
     threshold: binary: the decision threshold's rule, applied on validation and kept for
         test (``youden``, ``sensitivity@0.95``, ``specificity@0.95``, a number; ``argmax``).
+    logit_adjustment: post-hoc logit adjustment by the training prior (Menon et al. 2021):
+        ``tuned`` (τ chosen on validation; 1 without validation images), ``none``, or τ.
+    tta: test-time augmentation views averaged with the original by the test (``hflip``, …).
     """
 
     n_boot: int = 1000
@@ -40,6 +45,8 @@ class EvalSettings:
     subgroup_min_images: int = 10
     calibrate: str = "none"
     threshold: str = "argmax"
+    logit_adjustment: str = "none"
+    tta: tuple[str, ...] = ()
 
     @property
     def fits_on_validation(self) -> bool:
@@ -56,15 +63,19 @@ class EvalSettings:
             raise DataError(
                 f"eval.{unknown[0]} is not an evaluation setting; known: {sorted(known)}"
             )
-        for key, kind in (("specificities", float), ("subgroups", str), ("age_bins", float)):
+        pairs = (("specificities", float), ("subgroups", str), ("age_bins", float), ("tta", str))
+        for key, kind in pairs:
             if key in node:
                 node[key] = tuple(kind(v) for v in node[key] or ())
-        if "threshold" in node:
-            node["threshold"] = str(node["threshold"])
+        for key in ("threshold", "logit_adjustment"):
+            if key in node:
+                node[key] = str(node[key])
         settings = cls(**node)
         if settings.calibrate not in ("none", "temperature"):
             raise DataError(f"eval.calibrate={settings.calibrate!r}: use none or temperature")
         parse_threshold_rule(settings.threshold)  # a bad rule stops the run here
+        parse_logit_adjustment(settings.logit_adjustment)
+        tta_views(settings.tta)
         for s in (*settings.specificities, settings.pauc_min_specificity or 0.5):
             if not 0 < s < 1:
                 raise DataError(f"eval: specificity {s} must lie strictly between 0 and 1")

@@ -50,6 +50,11 @@ class ABNTask(ClassificationTask):
                 f"task=abn trains with an ABN loss (loss=abn, abn_map or abn_scheduled), not "
                 f"{type(loss).__name__}."
             )
+        if kwargs.get("mixup") is not None or kwargs.get("resize_schedule"):
+            raise DataError(
+                "task=abn supervises its attention map with region masks, which mixup/cutmix "
+                "and data.progressive_resize would not carry along: turn them off for task=abn."
+            )
         super().__init__(model, class_names, mean, std, loss=loss, **kwargs)
         k = len(self.class_names)
         self.val_attention = AttentionMetrics(k, iou_threshold)
@@ -57,7 +62,7 @@ class ABNTask(ClassificationTask):
         self._alpha: float | None = None
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def raw_logits(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, 3, S, S)`` → perception logits ``(B, K)`` (the prediction)."""
         return self.forward_all(images).logits
 

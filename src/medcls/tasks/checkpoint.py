@@ -75,7 +75,10 @@ def load_task(path: str, channels_last: bool = False) -> tuple[ClassificationTas
     )
     missing, unexpected = task.load_state_dict(ckpt["state_dict"], strict=False)
     weights_missing = [
-        k for k in missing if not k.startswith(("train_accuracy", "val_metrics", "test_metrics"))
+        k
+        for k in missing
+        # logit_bias: checkpoints from before the logit adjustment (zero: none)
+        if not k.startswith(("train_accuracy", "val_metrics", "test_metrics", "logit_bias"))
     ]
     unexpected = [k for k in unexpected if not k.startswith("loss.")]  # e.g. class weights
     if weights_missing or unexpected:
@@ -86,11 +89,15 @@ def load_task(path: str, channels_last: bool = False) -> tuple[ClassificationTas
     return task, meta
 
 
-def add_to_meta(path: str, key: str, value) -> None:
-    """Store ``value`` (plain Python) under ``medcls.<key>`` of the checkpoint at ``path``,
-    replacing the file in one step (a crash leaves the old file, never half a new one)."""
+def update_checkpoint(path: str, state: dict | None = None, meta: dict | None = None) -> None:
+    """Replace tensors of the checkpoint's ``state_dict`` (``state``) and entries of its
+    ``medcls`` section (``meta``, plain Python) at ``path``, in one step (a crash leaves the
+    old file, never half a new one)."""
     ckpt = read_checkpoint(path)
-    ckpt["medcls"][key] = value
+    ckpt["state_dict"].update(state or {})
+    if "current_model_state" in ckpt:  # an EMA run keeps the raw weights too
+        ckpt["current_model_state"].update(state or {})
+    ckpt["medcls"].update(meta or {})
     tmp = f"{path}.tmp"
     torch.save(ckpt, tmp)
     os.replace(tmp, path)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,11 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from medcls.callbacks import HeadFirstFinetuning
+from medcls.data.records import DataError
 from medcls.metrics import ClassificationMetrics
 from medcls.metrics.classification import compute_metrics
 from medcls.metrics.open_set import RejectUnknown
+from medcls.tasks.tta import tta_views
 
 
 class ClassificationTask(pl.LightningModule):
@@ -34,6 +37,15 @@ class ClassificationTask(pl.LightningModule):
         optimizer / scheduler: factories (``functools.partial``) taking params / optimizer.
         meta: plain-python facts saved in every checkpoint (model config, classes,
             preprocessing, MLflow run id) so evaluation can rebuild everything.
+        mixup: timm ``Mixup`` on normalised training batches (soft targets), or ``None``.
+        resize_schedule: progressive resizing, ``{first epoch: size}``: training batches are
+            resized to that size from that epoch on (validation and test stay at the cached
+            size).
+        tta: test-time augmentation views (:mod:`medcls.tasks.tta`) the test step averages.
+
+    ``logit_bias (K,)`` is added to every prediction's logits (zero unless a post-hoc logit
+    adjustment was fitted: ``-τ · log prior``); it is a buffer, so checkpoints carry it to
+    medcls-eval, medcls-predict and exports.
     """
 
     def __init__(
@@ -50,6 +62,9 @@ class ClassificationTask(pl.LightningModule):
         channels_last: bool = False,
         positive_class: int = 1,
         meta: dict | None = None,
+        mixup: Callable | None = None,
+        resize_schedule: Mapping[int, int] | None = None,
+        tta: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.model, self.loss = model, loss
@@ -63,6 +78,10 @@ class ClassificationTask(pl.LightningModule):
             "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255
         )
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.register_buffer("logit_bias", torch.zeros(len(class_names)))
+        self.mixup = mixup
+        self.resize_schedule = {int(k): int(v) for k, v in (resize_schedule or {}).items()}
+        self.tta = tta_views(tta)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         k = len(self.class_names)
@@ -79,8 +98,28 @@ class ClassificationTask(pl.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, 3, S, S)`` → logits ``(B, K)``."""
+        """uint8 ``(B, 3, S, S)`` → logits ``(B, K)``, logit adjustment included."""
+        return self.raw_logits(images) + self.logit_bias
+
+    def raw_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, S, S)`` → the network's own logits ``(B, K)``."""
         return self.model(self.normalize(images))
+
+    def train_size(self, epoch: int) -> int | None:
+        """The training image size of ``epoch`` under ``resize_schedule`` (``None``: cached)."""
+        started = [e for e in self.resize_schedule if e <= epoch]
+        return self.resize_schedule[max(started)] if started else None
+
+    def training_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised training images (resized by the schedule, mixed by ``mixup``) and their
+        targets: class indices ``(B,)``, or soft targets ``(B, K)`` when mixed."""
+        x, y = self.normalize(batch["image"]), batch["label"]
+        size = self.train_size(self.current_epoch)
+        if size is not None and size != x.shape[-1]:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+        if self.mixup is not None and len(x) % 2 == 0:  # timm mixes the batch with its reverse
+            x, y = self.mixup(x, y)
+        return x, y
 
     # -- two-stage fine-tuning ----------------------------------------------------------------
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -91,8 +130,9 @@ class ClassificationTask(pl.LightningModule):
 
     # -- steps --------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"]).float()
-        loss = self.loss(logits, batch["label"])
+        x, target = self.training_inputs(batch)
+        logits = self.model(x).float()
+        loss = self.loss(logits, target)
         self.train_accuracy(logits, batch["label"])
         self.log("loss", loss, prog_bar=True, logger=False)
         # sync_dist: under DDP epoch values are averaged over the processes (a no-op otherwise)
@@ -130,8 +170,12 @@ class ClassificationTask(pl.LightningModule):
                 self._test_class_names, self.test_metrics.positive
             ).to(self.device)
 
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, S, S)`` → softmax ``(B, K)``, averaged over the TTA views."""
+        return sum(F.softmax(self(v(images)).float(), dim=1) for v in self.tta) / len(self.tta)
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        probs = F.softmax(self(batch["image"]).float(), dim=1)
+        probs = self.predict_proba(batch["image"])
         if self._reject is not None:
             probs = self._reject.extend(probs)  # (B, K+1)
         self.test_metrics.update(probs, batch["label"])
@@ -161,7 +205,7 @@ class ClassificationTask(pl.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {
-            "probs": F.softmax(self(batch["image"]).float(), dim=1).cpu(),
+            "probs": self.predict_proba(batch["image"]).cpu(),
             "index": batch["index"].cpu(),
         }
 
@@ -170,6 +214,16 @@ class ClassificationTask(pl.LightningModule):
         opt = self.optimizer_factory(params=[p for p in self.parameters()])
         if self.scheduler_factory is None:
             return opt
+        if getattr(getattr(self.scheduler_factory, "func", None), "per_step", False):
+            # planned in steps (OneCycle): the trainer knows how many this run takes
+            total = self.trainer.estimated_stepping_batches
+            if not math.isfinite(total):
+                raise DataError(
+                    "scheduler=onecycle needs the run's length: set trainer.max_epochs "
+                    "(with trainer.max_time it is the most the time budget may plan)."
+                )
+            scheduler = self.scheduler_factory(optimizer=opt, total_steps=int(total))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         return {
             "optimizer": opt,
             "lr_scheduler": {

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from medcls.data.records import DataError
+
 View = Callable[[torch.Tensor], torch.Tensor]
 
 VIEWS: dict[str, View] = {
@@ -22,7 +24,7 @@ def tta_views(names: Sequence[str]) -> list[View]:
     """The original image plus one view per name (``hflip``, ``vflip``, ``rot90`` …)."""
     unknown = [n for n in names if n not in VIEWS]
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"tta={list(names)}: unknown view(s) {unknown}; choose from {sorted(VIEWS)}"
         )
     return [VIEWS["identity"]] + [VIEWS[n] for n in names if n != "identity"]

@@ -17,6 +17,7 @@ from medcls.evaluation.report import calibration_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.tasks.checkpoint import load_task
+from medcls.tasks.tta import tta_views
 from medcls.tracking.mlflow_run import (
     config_params,
     find_mlflow,
@@ -42,6 +43,7 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     settings = EvalSettings.from_cfg(cfg.get("eval"))
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     task, meta = load_task(cfg.ckpt_path, channels_last=resolve_channels_last("auto", precision))
+    task.tta = tta_views(settings.tta)  # eval.tta: views the test averages
     dm = datamodule_for_checkpoint(cfg, meta)
     check_subgroup_attributes(dm.records, settings.subgroups)
     if cfg.get("print_config"):  # after the checkpoint set the image size, crops and colour

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 
 import pytorch_lightning as pl
 import timm.data
@@ -12,19 +13,20 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, WeightAveraging
 
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings
 from medcls.evaluation.calibration import Calibration, fit_calibration
+from medcls.evaluation.logit_adjustment import adjust, fit_logit_adjustment, log_prior
 from medcls.evaluation.report import calibration_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.losses import create_loss
 from medcls.models import Classifier
 from medcls.tasks import ClassificationTask
-from medcls.tasks.checkpoint import add_to_meta, read_checkpoint
+from medcls.tasks.checkpoint import read_checkpoint, update_checkpoint
 from medcls.tasks.factory import create_task, create_task_model
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import write_isic_csv, write_predictions
@@ -48,6 +50,7 @@ from medcls.workflows.common import (
     report_test,
     resolved,
 )
+from medcls.workflows.recipe import recipe_callbacks, recipe_options, train_on
 from medcls.workflows.resume import continue_in_run_folder, mark_scheduler_job, resume_point
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
 
     dm = build_datamodule(cfg)
     dm.setup()
+    final_fit = train_on(cfg, dm)
     check_subgroup_attributes(dm.records, settings.subgroups)  # before, not after, training
     if settings.fits_on_validation and not len(dm.partitions["val"]):
         raise DataError(
@@ -128,17 +132,22 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         channels_last=channels_last,
         positive_class=positive,
         meta=meta,
+        **recipe_options(cfg, dm, settings),
     )
 
     loggers = build_loggers(cfg, run_id=resume_run)
     callbacks_cfg = cfg.get("callbacks") or {}
     callbacks = [
-        instantiate(c) for c in callbacks_cfg.values() if c is not None and "_target_" in c
+        instantiate(c, **_no_validation(c) if final_fit else {})
+        for name, c in callbacks_cfg.items()
+        if c is not None and "_target_" in c and not (final_fit and name == "early_stopping")
     ]
     if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks += recipe_callbacks(cfg, dm, started)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
+        **({"limit_val_batches": 0} if final_fit else {}),
         precision=precision,
         logger=loggers or False,
         callbacks=callbacks,
@@ -213,6 +222,13 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def _no_validation(callback_cfg) -> dict:
+    """A final fit has no validation: checkpoints keep the latest epoch."""
+    if "ModelCheckpoint" in str(callback_cfg.get("_target_", "")):
+        return {"monitor": None}
+    return {}
+
+
 def _strategy_override(cfg: DictConfig) -> dict:
     """DDP with ``freeze_backbone_epochs``: the frozen backbone gets no gradients for a while,
     which plain DDP rejects; let DDP look for unused parameters then."""
@@ -276,12 +292,32 @@ def _fit_and_test(
     tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0
     calibration = Calibration()
     on_val = cfg.get("train", True) or settings.fits_on_validation
+    val = None
     if on_val and len(dm.partitions["val"]) and main_process:
         # the kept model on validation: the out-of-fold predictions of a CV fold, and what a
         # temperature and a decision threshold are fitted on before test sees anything
         if best:
             task.load_state_dict(read_checkpoint(best)["state_dict"], strict=False)
-        val = predict_probs([task], dm.val_dataloader())
+        val = predict_probs([task], dm.val_dataloader(), settings.tta)
+    if cfg.get("train", True) and main_process:  # the logit adjustment, before calibrating
+        tau, how = fit_logit_adjustment(
+            settings.logit_adjustment, dm.class_counts,
+            None if val is None else val["probs"], None if val is None else val["labels"],
+        )  # fmt: skip
+        if tau:
+            logp = log_prior(dm.class_counts)
+            task.logit_bias.copy_(torch.as_tensor(-tau * logp, dtype=task.logit_bias.dtype))
+            if val is not None:
+                val["probs"] = adjust(val["probs"], logp, tau)
+            if best:  # in the weights: test, medcls-eval, -predict and exports apply it
+                update_checkpoint(
+                    best,
+                    state={"logit_bias": task.logit_bias.detach().cpu().clone()},
+                    meta={"logit_adjustment": {"tau": tau, "how": how}},
+                )
+            log.info("logit adjustment: τ = %.2f (%s)", tau, how)
+            metrics["logit_adjustment_tau"] = float(tau)
+    if val is not None:
         path = os.path.join(out_dir, "val_predictions.csv")
         write_predictions(
             path, [dm.records[i] for i in val["index"]], val["probs"], val["labels"], dm.class_names
@@ -293,10 +329,16 @@ def _fit_and_test(
                 settings.calibrate, settings.threshold,
             )  # fmt: skip
             if best:  # medcls-eval and medcls-predict apply what was fitted here
-                add_to_meta(best, "calibration", calibration.to_meta())
+                update_checkpoint(best, meta={"calibration": calibration.to_meta()})
             log.info("fitted on validation: %s", calibration)
+    # EMA: test the kept (averaged) weights; the callback would load the raw ones back
+    trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     if tested:  # test() restores the best checkpoint's weights into the task
-        trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
+        with warnings.catch_warnings():  # (that it was written with an EMA callback)
+            warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint")
+            trainer.test(
+                task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True
+            )
         metrics.update({f"test/{k}": v for k, v in task.test_results.items()})
     if tested and main_process:  # (under DDP the task gathered every process's predictions)
         title = f"{cfg.run_name} · test"

@@ -1,0 +1,126 @@
+"""``trainer.max_time``: a wall-clock budget the run is planned for, not cut off by.
+
+Lightning's own ``max_time`` stops training where the clock runs out, in the middle of a
+learning-rate schedule planned for ``max_epochs``. :class:`TimeBudget` instead measures how long
+an epoch takes (training + validation) and plans how many fit in the budget, counted from the
+run's start (decoding and setup included) with room kept for the test and its report; a
+step-planned schedule (``scheduler=onecycle``) is stretched or shortened to end with the last
+planned epoch, so the learning rate still anneals when time ends training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import pytorch_lightning as pl
+
+log = logging.getLogger(__name__)
+
+
+def parse_duration(value) -> float | None:
+    """Seconds of ``trainer.max_time``: ``"DD:HH:MM:SS"`` (Lightning's form), a number of
+    seconds, or ``None``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):  # Lightning also takes {"hours": 1, "minutes": 30}
+        units = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+        return float(sum(units[k] * float(v) for k, v in value.items()))
+    parts = [float(p) for p in str(value).split(":")]
+    if len(parts) != 4:
+        raise ValueError(f"trainer.max_time={value!r}: write DD:HH:MM:SS, e.g. 00:00:06:00")
+    d, h, m, s = parts
+    return d * 86400 + h * 3600 + m * 60 + s
+
+
+class TimeBudget(pl.Callback):
+    """Plan the number of epochs (and a step-planned LR schedule) for ``budget_s`` seconds.
+
+    Args:
+        budget_s: the whole run's budget, from ``started`` (a ``time.time()``) to the end of its
+            test report.
+        test_images: images the test will score (its time is kept in reserve).
+        report_s: seconds kept for the evaluation report after the test.
+        first_plan_step: the first plan is made after this many training steps (from their
+            speed); every epoch's end plans again from the measured epochs.
+    """
+
+    def __init__(
+        self,
+        budget_s: float,
+        started: float,
+        test_images: int = 0,
+        report_s: float = 20.0,
+        first_plan_step: int = 20,
+    ) -> None:
+        self.budget_s, self.started = float(budget_s), float(started)
+        self.test_images, self.report_s = int(test_images), float(report_s)
+        self.first_plan_step = int(first_plan_step)
+        self.planned: int | None = None
+        self._val_s = self._val_images = 0.0
+
+    # -- measuring ----------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.cap = int(trainer.max_epochs) if trainer.max_epochs and trainer.max_epochs > 0 else 10**6
+        self.fit_start = time.time()
+        self._step_start: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == 0 and batch_idx == 1:  # the first step carries warm-up
+            self._step_start = time.time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == 0 and batch_idx == self.first_plan_step and self._step_start:
+            per_step = (time.time() - self._step_start) / batch_idx  # steps 1..batch_idx
+            batches = max(1, trainer.num_training_batches)
+            val_images = sum(len(d.dataset) for d in _loaders(trainer.val_dataloaders))
+            per_image_eval = per_step / max(1, _batch_size(batch)) / 3  # forward only
+            epoch_s = per_step * batches + per_image_eval * val_images
+            progress = (batch_idx + 1) / batches
+            self._plan(trainer, epoch_s, progress, per_image_eval)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._val_start = time.time()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._val_s = time.time() - self._val_start
+            self._val_images = float(sum(len(d.dataset) for d in _loaders(trainer.val_dataloaders)))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        done = trainer.current_epoch + 1
+        epoch_s = (time.time() - self.fit_start) / done
+        per_image_eval = self._val_s / self._val_images if self._val_images else None
+        self._plan(trainer, epoch_s, float(done), per_image_eval)
+
+    # -- planning -----------------------------------------------------------------------------
+    def _plan(self, trainer, epoch_s: float, progress: float, per_image_eval) -> None:
+        reserve = self.report_s + (per_image_eval or 0.0) * self.test_images
+        left = self.budget_s - (time.time() - self.started) - reserve
+        planned = math.floor(progress + max(0.0, left) / max(epoch_s, 1e-9))
+        planned = min(self.cap, max(planned, math.ceil(progress - 1e-9), 1))
+        if planned != self.planned:
+            log.info(
+                "time budget %.0f s: %.1f s per epoch, %d epoch(s) planned (%.0f s kept for the "
+                "test and its report)", self.budget_s, epoch_s, planned, reserve,
+            )  # fmt: skip
+        self.planned = planned
+        trainer.fit_loop.max_epochs = planned
+        if planned <= progress + 1e-9:
+            trainer.should_stop = True
+        for config in trainer.lr_scheduler_configs:
+            if hasattr(config.scheduler, "replan"):
+                config.scheduler.replan(planned * max(1, trainer.num_training_batches))
+
+
+def _loaders(loaders):
+    if loaders is None:
+        return []
+    return loaders if isinstance(loaders, list | tuple) else [loaders]
+
+
+def _batch_size(batch) -> int:
+    return len(batch["label"]) if isinstance(batch, dict) else 1

@@ -1,0 +1,80 @@
+"""Post-hoc logit adjustment by the training prior (Menon et al., ICLR 2021).
+
+A classifier trained on imbalanced data learns ``p(y | x) ∝ p(x | y) · π_y``: its argmax
+favours the frequent classes. Subtracting ``τ · log π`` from the logits (``π``: the training
+partition's class frequencies) removes that pull; ``τ = 1`` is the Bayes-optimal rule for the
+balanced error, and ``τ`` chosen on validation adapts it to a model that is not calibrated.
+The adjustment is a bias on the logits (``ClassificationTask.logit_bias``), so it travels in
+the checkpoint's weights to every consumer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medcls.data.records import DataError
+
+TAU_GRID = tuple(np.round(np.arange(0.0, 2.0001, 0.1), 2))
+FALLBACK_TAU = 1.0  # `tuned` without validation images: Menon et al.'s balanced-error rule
+
+
+def parse_logit_adjustment(value) -> tuple[str, float | None]:
+    """``"tuned"`` → (tuned, None); ``"none"`` → (fixed, 0.0); ``"0.8"`` → (fixed, 0.8)."""
+    text = str(value).strip().lower()
+    if text == "tuned":
+        return "tuned", None
+    if text in ("none", "null", "false", "0"):
+        return "fixed", 0.0
+    try:
+        tau = float(text)
+    except ValueError:
+        tau = -1.0
+    if not 0 <= tau <= 10:
+        raise DataError(
+            f"eval.logit_adjustment={value!r}: use tuned (τ chosen on validation), none, or a "
+            "number τ in [0, 10] (1: subtract the log training prior)."
+        )
+    return "fixed", tau
+
+
+def log_prior(class_counts) -> np.ndarray:
+    """``log π (K,)`` of the training class counts (a class without images counts as ½)."""
+    counts = np.maximum(np.asarray(class_counts, np.float64), 0.5)
+    return np.log(counts / counts.sum())
+
+
+def adjust(probs: np.ndarray, logp_prior: np.ndarray, tau: float) -> np.ndarray:
+    """``softmax(log p − τ · log π)``: the same as adjusting the logits, since ``log p`` is the
+    logits less a per-row constant. ``probs (N, K)`` → ``(N, K)``."""
+    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None)) - tau * logp_prior
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, k: int) -> float:
+    recalls = [np.mean(pred[labels == c] == c) for c in range(k) if np.any(labels == c)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def choose_tau(probs: np.ndarray, labels: np.ndarray, logp_prior: np.ndarray) -> float:
+    """The τ of :data:`TAU_GRID` with the best validation balanced accuracy; ties go to the τ
+    nearest 1 (the rule with a reason), so a flat curve does not pick an extreme."""
+    labels, k = np.asarray(labels), probs.shape[1]
+    scores = [balanced_accuracy(adjust(probs, logp_prior, t).argmax(1), labels, k) for t in TAU_GRID]
+    best = max(scores)
+    tied = [t for t, s in zip(TAU_GRID, scores, strict=True) if s >= best - 1e-12]
+    return float(min(tied, key=lambda t: abs(t - 1.0)))
+
+
+def fit_logit_adjustment(
+    setting: str, class_counts, probs: np.ndarray | None, labels: np.ndarray | None
+) -> tuple[float, str]:
+    """``(τ, how)`` for ``eval.logit_adjustment=setting``: tuned on validation ``probs (N, K)``
+    / ``labels (N,)`` when given, else the fallback τ = 1."""
+    kind, tau = parse_logit_adjustment(setting)
+    if kind == "fixed":
+        return float(tau), "set"
+    if probs is None or labels is None or not len(labels):
+        return FALLBACK_TAU, "no validation images: τ = 1"
+    return choose_tau(probs, labels, log_prior(class_counts)), "tuned on validation"
