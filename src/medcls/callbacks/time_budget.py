@@ -64,7 +64,9 @@ class TimeBudget(pl.Callback):
 
     # -- measuring ----------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.cap = int(trainer.max_epochs) if trainer.max_epochs and trainer.max_epochs > 0 else 10**6
+        self.cap = (
+            int(trainer.max_epochs) if trainer.max_epochs and trainer.max_epochs > 0 else 10**6
+        )
         self.fit_start = time.time()
         self._step_start: float | None = None
 

@@ -61,7 +61,9 @@ def choose_tau(probs: np.ndarray, labels: np.ndarray, logp_prior: np.ndarray) ->
     """The τ of :data:`TAU_GRID` with the best validation balanced accuracy; ties go to the τ
     nearest 1 (the rule with a reason), so a flat curve does not pick an extreme."""
     labels, k = np.asarray(labels), probs.shape[1]
-    scores = [balanced_accuracy(adjust(probs, logp_prior, t).argmax(1), labels, k) for t in TAU_GRID]
+    scores = [
+        balanced_accuracy(adjust(probs, logp_prior, t).argmax(1), labels, k) for t in TAU_GRID
+    ]
     best = max(scores)
     tied = [t for t, s in zip(TAU_GRID, scores, strict=True) if s >= best - 1e-12]
     return float(min(tied, key=lambda t: abs(t - 1.0)))

@@ -31,7 +31,9 @@ def build_mixup(node, num_classes: int, loss_cfg):
     """timm's ``Mixup`` (mixup and/or CutMix) from the ``mixup`` node, or ``None`` when both
     alphas are 0. Labels become soft targets, which ``loss=ce`` (class weights and label
     smoothing included) takes; the other losses want class indices."""
-    node = dict(OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node or {})
+    node = dict(
+        OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node or {}
+    )
     mix, cut = float(node.get("mixup_alpha", 0.0)), float(node.get("cutmix_alpha", 0.0))
     if mix <= 0 and cut <= 0:
         return None
@@ -70,7 +72,9 @@ def resize_schedule(node, dm: ClassificationDataModule) -> dict[int, int] | None
     return schedule
 
 
-def recipe_callbacks(cfg: DictConfig, dm: ClassificationDataModule, started: float) -> list[Callback]:
+def recipe_callbacks(
+    cfg: DictConfig, dm: ClassificationDataModule, started: float
+) -> list[Callback]:
     """Weight EMA (``ema_decay``) and the time budget (``trainer.max_time``)."""
     out: list[Callback] = []
     decay = cfg.get("ema_decay")

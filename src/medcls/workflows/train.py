@@ -333,6 +333,8 @@ def _fit_and_test(
             log.info("fitted on validation: %s", calibration)
     # EMA: test the kept (averaged) weights; the callback would load the raw ones back
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+    # DDP: every process tests best.ckpt, which the main one may just have given a logit bias
+    trainer.strategy.barrier("medcls-checkpoint-updated")
     if tested:  # test() restores the best checkpoint's weights into the task
         with warnings.catch_warnings():  # (that it was written with an EMA callback)
             warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint")
