@@ -292,7 +292,7 @@ def _fit_and_test(
     tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0
     calibration = Calibration()
     on_val = cfg.get("train", True) or settings.fits_on_validation
-    val = None
+    val, state, meta = None, {}, {}  # what best.ckpt gains, written once
     if on_val and len(dm.partitions["val"]) and main_process:
         # the kept model on validation: the out-of-fold predictions of a CV fold, and what a
         # temperature and a decision threshold are fitted on before test sees anything
@@ -309,12 +309,9 @@ def _fit_and_test(
             task.logit_bias.copy_(torch.as_tensor(-tau * logp, dtype=task.logit_bias.dtype))
             if val is not None:
                 val["probs"] = adjust(val["probs"], logp, tau)
-            if best:  # in the weights: test, medcls-eval, -predict and exports apply it
-                update_checkpoint(
-                    best,
-                    state={"logit_bias": task.logit_bias.detach().cpu().clone()},
-                    meta={"logit_adjustment": {"tau": tau, "how": how}},
-                )
+            # in the weights: test, medcls-eval, -predict and exports apply it
+            state["logit_bias"] = task.logit_bias.detach().cpu().clone()
+            meta["logit_adjustment"] = {"tau": tau, "how": how}
             log.info("logit adjustment: τ = %.2f (%s)", tau, how)
             metrics["logit_adjustment_tau"] = float(tau)
     if val is not None:
@@ -328,9 +325,10 @@ def _fit_and_test(
                 val["probs"], val["labels"], task.test_metrics.positive,
                 settings.calibrate, settings.threshold,
             )  # fmt: skip
-            if best:  # medcls-eval and medcls-predict apply what was fitted here
-                update_checkpoint(best, meta={"calibration": calibration.to_meta()})
+            meta["calibration"] = calibration.to_meta()  # medcls-eval and -predict apply it
             log.info("fitted on validation: %s", calibration)
+    if best and (state or meta):
+        update_checkpoint(best, state=state, meta=meta)
     # EMA: test the kept (averaged) weights; the callback would load the raw ones back
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     # DDP: every process tests best.ckpt, which the main one may just have given a logit bias
