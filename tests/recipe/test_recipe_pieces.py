@@ -224,3 +224,39 @@ def test_time_budget_plans_epochs_that_fit() -> None:
     assert parse_duration("00:00:06:30") == 390 and parse_duration(None) is None
     with pytest.raises(ValueError, match="DD:HH:MM:SS"):
         parse_duration("6:30")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "scheduler", "lr", "adjustment"),
+    [
+        ([], "PlannedOneCycleLR", 2e-3, "tuned"),  # the shipped default
+        (["recipe=classic"], "CosineAnnealingLR", 1e-3, "none"),
+        (["experiment=glaucoma_cv"], "CosineAnnealingLR", 1e-3, "none"),  # a study keeps its own
+        (["experiment=glaucoma_cv", "recipe=default"], "PlannedOneCycleLR", 2e-3, "tuned"),
+        (["experiment=ham10000_fast"], "PlannedOneCycleLR", 2e-3, 1.0),
+        (["scheduler=cosine"], "CosineAnnealingLR", 2e-3, "tuned"),  # a group override wins
+    ],
+)
+def test_recipe_group_sets_scheduler_lr_and_adjustment(
+    helpers, overrides, scheduler, lr, adjustment
+) -> None:
+    cfg = helpers.compose_cfg(overrides)
+    assert cfg.scheduler._target_.endswith(scheduler)
+    assert cfg.optimizer.lr == pytest.approx(lr)
+    assert cfg.eval.logit_adjustment == adjustment
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4])
+def test_onecycle_plans_a_run_of_a_few_steps(total: int) -> None:
+    """torch's OneCycleLR divides by zero when a phase is empty (4 steps × pct_start 0.25);
+    fast_dev_run and limit_train_batches runs take that many."""
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+    sched = PlannedOneCycleLR(opt, total_steps=total, pct_start=0.25, max_lr=1.0)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(total + 1):  # one past the plan holds the floor
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(1.0 / 25)  # starts at max_lr / div_factor
+    assert lrs[-1] == lrs[-2] == pytest.approx(1.0 / 25 / 1e4)  # ends at the floor
+    assert max(lrs) <= 1.0

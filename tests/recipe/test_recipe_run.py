@@ -4,6 +4,8 @@ and a final fit trains on train + val."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import torch
@@ -30,7 +32,9 @@ def test_ema_logit_adjustment_and_time_budget(helpers, workdir) -> None:
             "callbacks.early_stopping=null",
         )
     )
+    started = time.perf_counter()
     metrics = run_train(cfg)
+    wall = time.perf_counter() - started
     out = workdir / cfg.paths.output_dir
     best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
@@ -61,6 +65,11 @@ def test_ema_logit_adjustment_and_time_budget(helpers, workdir) -> None:
     assert sched["total_steps"] == sched["last_epoch"]  # the plan ended where training did
     lr = last["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr < 0.01 / 25 / 10  # annealed: far below the start (lr/25), not cut mid-cycle
+
+    # training speed: the epochs trained over the fit's seconds, a part of the run's
+    assert metrics["epochs_trained"] == epochs
+    fit_s = epochs * len(dm.partitions["train"]) / metrics["fit_images_per_s"]
+    assert 0.3 * wall < fit_s < wall
 
 
 def test_final_fit_trains_on_train_and_val(helpers, workdir) -> None:

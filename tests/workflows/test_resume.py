@@ -18,6 +18,7 @@ def test_resume_continues_the_same_mlflow_run(how, helpers, workdir, mlflow_uri)
     common = helpers.train_overrides(
         "++trainer.limit_train_batches=2",
         "test=false",
+        "scheduler=cosine",  # stepped per epoch: T_max below is the whole run's
         *helpers.mlflow_overrides(mlflow_uri, experiment),
     )
     # "interrupted" after epoch 0 of a 2-epoch schedule (T_max as the full run would have it)

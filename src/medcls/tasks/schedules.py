@@ -36,4 +36,9 @@ class PlannedOneCycleLR(OneCycleLR):
     def get_lr(self) -> list[float]:
         if self.last_epoch >= self.total_steps:  # past the plan: stay at the end of the cycle
             return [group["min_lr"] for group in self.optimizer.param_groups]
+        # torch divides by each phase's length, 0 in a short run (4 steps × pct_start 0.25:
+        # the warm-up ends at step 0, where it starts): give each phase at least half a step
+        first, last = self._schedule_phases[0], self._schedule_phases[-1]
+        first["end_step"] = max(first["end_step"], 0.5)
+        last["end_step"] = max(last["end_step"], first["end_step"] + 0.5)
         return super().get_lr()

@@ -87,7 +87,8 @@ def recipe_callbacks(
     except ValueError as e:
         raise DataError(str(e)) from None
     if budget is not None:
-        test = len(dm.partitions["test"]) if cfg.get("test", True) else 0
+        tested = dm.partitions.get(str(cfg.data.get("test_partition", "test")), ())
+        test = len(tested) if cfg.get("test", True) else 0  # (data.test_partition=val: val's)
         out.append(TimeBudget(budget, started, test_images=test))
     return out
 

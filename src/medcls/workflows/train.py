@@ -209,6 +209,10 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         "precision": precision,
         "minutes": f"{(time.time() - started) / 60:.1f}",
     }
+    if "fit_images_per_s" in metrics:
+        extra["epochs · train img/s"] = (
+            f"{metrics['epochs_trained']:.0f} · {metrics['fit_images_per_s']:.0f}"
+        )
     extra.update(source_summary(metrics))  # data=combined: each source's balanced accuracy
     extra.update(calibration_summary(metrics))
     if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
@@ -277,6 +281,12 @@ def _kept_model_score(trainer: pl.Trainer, best: str, loggers) -> dict[str, floa
     return out
 
 
+def _log_once(trainer: pl.Trainer, loggers, metrics: dict, keys: tuple[str, ...]) -> None:
+    """Run-level figures (not per epoch) to the loggers, from the main process."""
+    for lg in loggers if trainer.is_global_zero else ():
+        lg.log_metrics({k: metrics[k] for k in keys})
+
+
 def _fit_and_test(
     cfg, trainer: pl.Trainer, task: ClassificationTask, dm, loggers, resume_path, settings
 ):
@@ -284,9 +294,21 @@ def _fit_and_test(
     out-of-fold predictions of a cross-validation fold) and log them."""
     out_dir = cfg.paths.output_dir
     main_process = trainer.is_global_zero
+    metrics: dict[str, float] = {}
     if cfg.get("train", True):
+        fit_start, first_epoch = time.time(), trainer.current_epoch
         trainer.fit(task, datamodule=dm, ckpt_path=resume_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        # training speed as users compare it: images of the epochs trained per fit second
+        # (validation included), the figure benchmarks/recipe_ham10000.py sets beside a bare loop
+        epochs = trainer.current_epoch - first_epoch
+        if epochs > 0:
+            seen = epochs * len(dm.partitions["train"])
+            metrics["fit_images_per_s"] = seen / max(time.time() - fit_start, 1e-9)
+            metrics["epochs_trained"] = float(trainer.current_epoch)
+            _log_once(trainer, loggers, metrics, ("fit_images_per_s", "epochs_trained"))
+    metrics.update(
+        {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    )
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics.update(_kept_model_score(trainer, best, loggers))
     tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0
@@ -314,6 +336,7 @@ def _fit_and_test(
             meta["logit_adjustment"] = {"tau": tau, "how": how}
             log.info("logit adjustment: τ = %.2f (%s)", tau, how)
             metrics["logit_adjustment_tau"] = float(tau)
+            _log_once(trainer, loggers, metrics, ("logit_adjustment_tau",))
     if val is not None:
         path = os.path.join(out_dir, "val_predictions.csv")
         write_predictions(

@@ -1,0 +1,87 @@
+"""medcls-train as a benchmark subprocess: one run, its test metrics read back from its files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import pandas as pd
+from _common import CpuClock
+
+CLOCK = CpuClock()
+
+
+def medcls_command() -> list[str]:
+    """The installed ``medcls-train`` beside this interpreter, else ``python -m medcls.train``."""
+    exe = os.path.join(os.path.dirname(sys.executable), "medcls-train")
+    return [exe] if os.path.isfile(exe) else [sys.executable, "-m", "medcls.train"]
+
+
+def summary_metric(summary: pd.DataFrame, name: str) -> tuple[float, float, float]:
+    """(value, ci_low, ci_high) of a test-level metric of ``metrics_summary.csv``."""
+    rows = summary[(summary["level"] == "test") & (summary["metric"] == name)]
+    if rows.empty:
+        return float("nan"), float("nan"), float("nan")
+    r = rows.iloc[0]
+    return float(r["value"]), float(r["ci_low"]), float(r["ci_high"])
+
+
+def run_medcls(name: str, overrides: list[str], work_dir: str, env: dict) -> dict:
+    """One ``medcls-train`` run in ``work_dir/runs/name`` (only ``hydra.run.dir`` is added, which
+    changes no training setting). Returns the test predictions (``preds``), the run's own test
+    metrics with their bootstrap intervals (``summary``, ``metrics_summary.csv``), wall seconds
+    and the cores other processes used meanwhile (``others``)."""
+    run_dir = os.path.join(work_dir, "runs", name)
+    cmd = [*medcls_command(), *overrides, f"hydra.run.dir={run_dir}"]
+    log_path = os.path.join(work_dir, f"{name}.log")
+    print(f"  [{time.strftime('%H:%M:%S')}] {name}: {shlex.join(cmd)}", flush=True)
+    a = CLOCK.stamp()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, cwd=work_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    b = CLOCK.stamp()
+    if proc.returncode != 0:
+        with open(log_path) as f:
+            tail = f.read()[-3000:]
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+    with open(log_path) as f:
+        text = f.read()
+    precision = re.search(r"precision\W+(\S+-\S+)\s", text)  # the run table's precision row
+    return {
+        "preds": pd.read_csv(os.path.join(run_dir, "test_predictions.csv")),
+        "summary": pd.read_csv(os.path.join(run_dir, "metrics_summary.csv")),
+        "seconds": b[0] - a[0],
+        "others": CpuClock.others(a, b),
+        "precision": precision.group(1) if precision else "?",
+        "log": log_path,
+        "run_dir": run_dir,
+    }
+
+
+def bench_env(cache_dir: str) -> dict:
+    """The environment of benchmark subprocesses: one shared decode cache, quiet albumentations."""
+    env = {**os.environ, "MEDCLS_CACHE_DIR": os.path.abspath(cache_dir)}
+    env.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ["MEDCLS_CACHE_DIR"] = env["MEDCLS_CACHE_DIR"]
+    return env
+
+
+def add_work_args(parser, repo: str) -> None:
+    """``--work-dir`` (runs, logs, mlflow.db) and ``--cache-dir`` (the shared decode cache)."""
+    parser.add_argument("--work-dir", default=None, help="default: a new folder under /tmp")
+    parser.add_argument(
+        "--cache-dir",
+        default=os.environ.get("MEDCLS_CACHE_DIR", os.path.join(repo, ".cache", "medcls")),
+    )
+
+
+def work_dir_and_env(args, prefix: str) -> tuple[str, dict]:
+    """The benchmark's folder (made; ``/tmp/<prefix>-<time>`` by default) and its runs' env."""
+    work_dir = os.path.abspath(
+        args.work_dir or os.path.join("/tmp", f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+    )
+    os.makedirs(work_dir, exist_ok=True)
+    return work_dir, bench_env(args.cache_dir)
