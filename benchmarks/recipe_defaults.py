@@ -11,8 +11,8 @@ resampled whole), then the mean over seeds and the mean paired difference to the
 
 ``--score-on val`` scores the validation part instead (how experiment=ham10000_fast was chosen,
 README "HAM10000 in 6.5 minutes"). Without ``--variant`` the variants are ``classic`` (``recipe=classic``: the defaults before
-2026-12-03, cosine from 1e-3 and argmax), ``onecycle-1e-3`` and ``default`` (today's: OneCycle to
-2e-3, logit adjustment tuned); give your own to try others.
+2026-12-03, cosine from 1e-3 and argmax), ``onecycle-2e-3`` and ``default`` (today's: OneCycle to
+1e-3, logit adjustment tuned); give your own to try others.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ DATASETS = {
 }
 VARIANTS = {
     "classic": "recipe=classic",  # the defaults before 2026-12-03: cosine from 1e-3, argmax
-    "onecycle-1e-3": "optimizer.lr=1e-3",
+    "onecycle-2e-3": "optimizer.lr=2e-3",
     "default": "",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 
@@ -64,6 +65,7 @@ def test_multirun_two_jobs_two_mlflow_runs(helpers, workdir: Path) -> None:
     assert len({r.data.params["optimizer.lr"] for r in runs}) == 2
 
 
+@pytest.mark.slow  # two sweeps of two jobs each (~35 s): the single-run resume is in the fast tier
 def test_ckpt_path_last_in_a_multirun_resumes_each_jobs_own_checkpoint(helpers, workdir) -> None:
     """A sweep stopped after epoch 0, run again with ckpt_path=last and more epochs: each job
     continues its own last.ckpt (found by its overrides, not the newest file of the sweep), in

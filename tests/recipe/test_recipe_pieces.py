@@ -229,12 +229,13 @@ def test_time_budget_plans_epochs_that_fit() -> None:
 @pytest.mark.parametrize(
     ("overrides", "scheduler", "lr", "adjustment"),
     [
-        ([], "PlannedOneCycleLR", 2e-3, "tuned"),  # the shipped default
+        ([], "PlannedOneCycleLR", 1e-3, "tuned"),  # the shipped default
         (["recipe=classic"], "CosineAnnealingLR", 1e-3, "none"),
+        (["recipe=classic", "optimizer=sgd"], "CosineAnnealingLR", 0.01, "none"),  # its own LR
         (["experiment=glaucoma_cv"], "CosineAnnealingLR", 1e-3, "none"),  # a study keeps its own
-        (["experiment=glaucoma_cv", "recipe=default"], "PlannedOneCycleLR", 2e-3, "tuned"),
+        (["experiment=glaucoma_cv", "recipe=default"], "PlannedOneCycleLR", 1e-3, "tuned"),
         (["experiment=ham10000_fast"], "PlannedOneCycleLR", 2e-3, 1.0),
-        (["scheduler=cosine"], "CosineAnnealingLR", 2e-3, "tuned"),  # a group override wins
+        (["scheduler=cosine"], "CosineAnnealingLR", 1e-3, "tuned"),  # a group override wins
     ],
 )
 def test_recipe_group_sets_scheduler_lr_and_adjustment(
