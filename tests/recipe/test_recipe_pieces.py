@@ -204,7 +204,7 @@ def test_one_cycle_warms_up_then_anneals_and_replans() -> None:
     assert _lrs(sched, 10)[-1] == pytest.approx(0.1 / 25 / 1e4)  # past the plan: the floor
 
 
-def test_time_budget_plans_epochs_that_fit() -> None:
+def test_time_budget_plans_epochs_that_fit(caplog) -> None:
     sched = _one_cycle(10_000)
     trainer = SimpleNamespace(
         fit_loop=SimpleNamespace(max_epochs=100), should_stop=False, num_training_batches=50,
@@ -219,8 +219,10 @@ def test_time_budget_plans_epochs_that_fit() -> None:
     assert trainer.fit_loop.max_epochs == 3 + 27 and not trainer.should_stop
     assert sched.total_steps == 30 * 50
     budget.started -= 1000  # over budget: stop after the epoch that just ended
-    budget._plan(trainer, epoch_s=10.0, progress=4.0, per_image_eval=0.01)
+    with caplog.at_level("WARNING", logger="medcls.callbacks.time_budget"):
+        budget._plan(trainer, epoch_s=10.0, progress=4.0, per_image_eval=0.01)
     assert trainer.fit_loop.max_epochs == 4 and trainer.should_stop
+    assert "training ends after epoch 4 of the 30 planned" in caplog.text  # the cut is said
     assert parse_duration("00:00:06:30") == 390 and parse_duration(None) is None
     with pytest.raises(ValueError, match="DD:HH:MM:SS"):
         parse_duration("6:30")

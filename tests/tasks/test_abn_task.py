@@ -33,6 +33,7 @@ def abn_run(tmp_path_factory, helpers, mlflow_uri) -> dict:
             helpers.train_overrides(
                 *ABN,
                 "trainer.max_epochs=2",
+                "recipe=classic",  # the ABN study's (two epochs of OneCycle barely leave warm-up)
                 "callbacks.attention_overlays.num_images=3",
                 *helpers.mlflow_overrides(mlflow_uri, "abn-task"),
             )

@@ -109,6 +109,13 @@ class TimeBudget(pl.Callback):
                 "time budget %.0f s: %.1f s per epoch, %d epoch(s) planned (%.0f s kept for the "
                 "test and its report)", self.budget_s, epoch_s, planned, reserve,
             )  # fmt: skip
+        if self.planned is not None and planned < self.planned and planned <= progress + 1e-9:
+            # epochs ran slower than measured before: no epoch is left for the LR to finish
+            # annealing in (a busy machine); say so, the run's metrics are those of a cut cycle
+            log.warning(
+                "time budget: epochs slowed down, training ends after epoch %d of the %d "
+                "planned; the learning rate did not finish its cycle", planned, self.planned,
+            )  # fmt: skip
         self.planned = planned
         trainer.fit_loop.max_epochs = planned
         if planned <= progress + 1e-9:
