@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 from _common import CpuClock
 
@@ -85,3 +86,24 @@ def work_dir_and_env(args, prefix: str) -> tuple[str, dict]:
     )
     os.makedirs(work_dir, exist_ok=True)
     return work_dir, bench_env(args.cache_dir)
+
+
+def prediction_arrays(preds: pd.DataFrame, class_names, image_ids) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (N, K), predicted class index (N,))`` of a run's ``test_predictions.csv``, in
+    the order of ``image_ids``."""
+    rows = preds.set_index(preds["image_id"].astype(str)).loc[list(image_ids)]
+    probs = rows[[f"p_{c}" for c in class_names]].to_numpy()
+    pred = rows["prediction"].map({c: i for i, c in enumerate(class_names)}).to_numpy()
+    return probs, pred
+
+
+def scores(y: np.ndarray, probs: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> dict:
+    """Balanced accuracy with its 95% bootstrap interval over whole ``groups``, accuracy and
+    macro one-vs-rest AUROC: every benchmark row scored one way."""
+    from sklearn.metrics import roc_auc_score
+
+    from medcls.studies.stats import accuracy, bootstrap_ci
+
+    bacc, lo, hi = bootstrap_ci(y, pred, n_boot=1000, groups=groups)
+    auc = roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=range(probs.shape[1]))
+    return {"bacc": bacc, "lo": lo, "hi": hi, "acc": accuracy(y, pred), "auc": auc}

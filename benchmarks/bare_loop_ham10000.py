@@ -37,9 +37,8 @@ import numpy as np  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402, F401  (imported before quiet_libraries)
 from _bare import partition_tensors, train_bare  # noqa: E402
 from _common import CpuClock, load_average, machine_lines, quiet_libraries, table  # noqa: E402
-from _runs import add_work_args, run_medcls, work_dir_and_env  # noqa: E402
+from _runs import add_work_args, prediction_arrays, run_medcls, scores, work_dir_and_env  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from recipe_ham10000 import scores  # noqa: E402
 
 from medcls.config import CONFIG_DIR  # noqa: E402
 from medcls.workflows.common import build_datamodule  # noqa: E402
@@ -96,9 +95,7 @@ def main() -> int:
     results = {}
     for i, (name, overrides) in enumerate(runs):
         r = run_medcls(f"run{i}", overrides, work_dir, env)
-        preds = r["preds"].set_index(r["preds"]["image_id"].astype(str)).loc[test_ids]
-        probs = preds[[f"p_{c}" for c in dm.class_names]].to_numpy()
-        pred = preds["prediction"].map({c: k for k, c in enumerate(dm.class_names)}).to_numpy()
+        probs, pred = prediction_arrays(r["preds"], dm.class_names, test_ids)
         results[name] = {**scores(y_test, probs, pred, groups), "seconds": r["seconds"],
                          "others": r["others"], "notes": f"{r['precision']}, best-val ckpt"}  # fmt: skip
         print(

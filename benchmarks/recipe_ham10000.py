@@ -40,23 +40,16 @@ import numpy as np  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402, F401  (imported before quiet_libraries)
 from _bare import partition_tensors, train_bare  # noqa: E402
 from _common import CpuClock, load_average, machine_lines, quiet_libraries, table  # noqa: E402
-from _runs import add_work_args, run_medcls, work_dir_and_env  # noqa: E402
+from _runs import add_work_args, prediction_arrays, run_medcls, scores, work_dir_and_env  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from medcls.config import CONFIG_DIR  # noqa: E402
-from medcls.studies.stats import accuracy, bootstrap_ci, paired_bootstrap  # noqa: E402
+from medcls.studies.stats import paired_bootstrap  # noqa: E402
 from medcls.workflows.common import build_datamodule  # noqa: E402
 
 quiet_libraries()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLOCK = CpuClock()
-
-
-def scores(y: np.ndarray, probs: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> dict:
-    bacc, lo, hi = bootstrap_ci(y, pred, n_boot=1000, groups=groups)
-    auc = roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=range(probs.shape[1]))
-    return {"bacc": bacc, "lo": lo, "hi": hi, "acc": accuracy(y, pred), "auc": auc}
 
 
 def main() -> int:
@@ -116,9 +109,7 @@ def main() -> int:
         overrides = [f"experiment={args.experiment}", *split]
         overrides.append(f"trainer.max_time=00:00:{int(budget // 60):02d}:{int(budget % 60):02d}")
         r = run_medcls(f"medcls-{minutes:g}min", overrides, work_dir, env)
-        preds = r["preds"].set_index(r["preds"]["image_id"].astype(str)).loc[test_ids]
-        probs = preds[[f"p_{c}" for c in dm.class_names]].to_numpy()
-        pred = preds["prediction"].map({c: i for i, c in enumerate(dm.class_names)}).to_numpy()
+        probs, pred = prediction_arrays(r["preds"], dm.class_names, test_ids)
         with open(r["log"]) as f:
             speed = re.search(r"epochs · train img/s\W+(\d+) · (\d+)", f.read())
         results[f"medcls {args.experiment}"] = {
