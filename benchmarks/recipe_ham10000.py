@@ -111,17 +111,17 @@ def main() -> int:
         r = run_medcls(f"medcls-{minutes:g}min", overrides, work_dir, env)
         probs, pred = prediction_arrays(r["preds"], dm.class_names, test_ids)
         with open(r["log"]) as f:
-            speed = re.search(r"epochs · train img/s\W+(\d+) · (\d+)", f.read())
+            speed = re.search(r"epochs · train img/s\W+([\d.]+) · (\d+)", f.read())
         results[f"medcls {args.experiment}"] = {
             **scores(y_test.numpy(), probs, pred, groups),
             "pred": pred, "seconds": r["seconds"], "others": r["others"],
-            "epochs": int(speed.group(1)) if speed else -1,
+            "epochs": float(speed.group(1)) if speed else float("nan"),
             "img_s": float(speed.group(2)) if speed else float("nan"),
         }  # fmt: skip
         for name, s in results.items():
             rows.append(
                 [f"{minutes:g}", name, f"{s['bacc']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"]
-                + [f"{s['acc']:.3f}", f"{s['auc']:.3f}", s["epochs"], f"{s['img_s']:.0f}"]
+                + [f"{s['acc']:.3f}", f"{s['auc']:.3f}", f"{s['epochs']:.3g}", f"{s['img_s']:.0f}"]
                 + [f"{s['seconds']:.0f}", f"{s['others']:.2f}"]
             )
             print(f"    {name}: test bacc {rows[-1][2]}, {rows[-1][7]} s", flush=True)

@@ -214,15 +214,24 @@ def test_time_budget_plans_epochs_that_fit(caplog) -> None:
 
     budget = TimeBudget(budget_s=400, started=time.time() - 95, test_images=1000, report_s=20)
     budget.cap = 100
-    # 305 s left − 20 s report − 1000 test images × 0.01 s = 275 s: 27 epochs of 10 s after 3
+    # 305 s left − 20 s report − 1000 test images × 0.01 s = 275 s: 27 epochs of 10 s after 3,
+    # then 5 s: 24-25 steps of 0.2 s in a last, partial epoch (the clock moved a little)
     budget._plan(trainer, epoch_s=10.0, progress=3.0, per_image_eval=0.01)
-    assert trainer.fit_loop.max_epochs == 3 + 27 and not trainer.should_stop
-    assert sched.total_steps == 30 * 50
+    assert trainer.fit_loop.max_epochs == 3 + 27 + 1 and not trainer.should_stop
+    assert 30 * 50 + 23 <= sched.total_steps <= 30 * 50 + 25
+    assert budget.planned_steps == sched.total_steps
+    # with validation (200 images × 0.01 s = 2 s of each 10-s epoch), the partial epoch keeps
+    # time for its own: (5 − 2) s / (8 s / 50 steps) = 18 steps
+    trainer.val_dataloaders = SimpleNamespace(dataset=range(200))
+    budget._plan(trainer, epoch_s=10.0, progress=3.0, per_image_eval=0.01)
+    assert 30 * 50 + 16 <= sched.total_steps <= 30 * 50 + 18
+    trainer.val_dataloaders = None
     budget.started -= 1000  # over budget: stop after the epoch that just ended
     with caplog.at_level("WARNING", logger="medcls.callbacks.time_budget"):
         budget._plan(trainer, epoch_s=10.0, progress=4.0, per_image_eval=0.01)
     assert trainer.fit_loop.max_epochs == 4 and trainer.should_stop
-    assert "training ends after epoch 4 of the 30 planned" in caplog.text  # the cut is said
+    assert sched.total_steps == 4 * 50
+    assert "training ends after epoch 4 of the 31 planned" in caplog.text  # the cut is said
     assert parse_duration("00:00:06:30") == 390 and parse_duration(None) is None
     with pytest.raises(ValueError, match="DD:HH:MM:SS"):
         parse_duration("6:30")
@@ -236,7 +245,7 @@ def test_time_budget_plans_epochs_that_fit(caplog) -> None:
         (["recipe=classic", "optimizer=sgd"], "CosineAnnealingLR", 0.01, "none"),  # its own LR
         (["experiment=glaucoma_cv"], "CosineAnnealingLR", 1e-3, "none"),  # a study keeps its own
         (["experiment=glaucoma_cv", "recipe=default"], "PlannedOneCycleLR", 1e-3, "tuned"),
-        (["experiment=ham10000_fast"], "PlannedOneCycleLR", 2e-3, 1.0),
+        (["experiment=ham10000_fast"], "PlannedOneCycleLR", 2e-3, 1.5),
         (["scheduler=cosine"], "CosineAnnealingLR", 1e-3, "tuned"),  # a group override wins
     ],
 )

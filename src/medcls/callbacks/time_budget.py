@@ -3,9 +3,11 @@
 Lightning's own ``max_time`` stops training where the clock runs out, in the middle of a
 learning-rate schedule planned for ``max_epochs``. :class:`TimeBudget` instead measures how long
 an epoch takes (training + validation) and plans how many fit in the budget, counted from the
-run's start (decoding and setup included) with room kept for the test and its report; a
-step-planned schedule (``scheduler=onecycle``) is stretched or shortened to end with the last
-planned epoch, so the learning rate still anneals when time ends training.
+run's start (decoding and setup included) with room kept for the test and its report: the whole
+epochs that fit, then the steps of a last, partial one that still fit with its validation (so
+no budget is left unused); a step-planned schedule (``scheduler=onecycle``) is stretched or
+shortened to end with the last planned step, so the learning rate still anneals when time ends
+training.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class TimeBudget(pl.Callback):
         self.budget_s, self.started = float(budget_s), float(started)
         self.test_images, self.report_s = int(test_images), float(report_s)
         self.first_plan_step = int(first_plan_step)
-        self.planned: int | None = None
+        self.planned: int | None = None  # epochs (the last may be partial)
+        self.planned_steps: int | None = None
         self._val_s = self._val_images = 0.0
 
     # -- measuring ----------------------------------------------------------------------------
@@ -69,16 +72,17 @@ class TimeBudget(pl.Callback):
         )
         self.fit_start = time.time()
         self._step_start: float | None = None
+        self._done = 0  # training batches so far
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.current_epoch == 0 and batch_idx == 1:  # the first step carries warm-up
             self._step_start = time.time()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def _first_plan(self, trainer, batch, batch_idx: int) -> None:
         if trainer.current_epoch == 0 and batch_idx == self.first_plan_step and self._step_start:
             per_step = (time.time() - self._step_start) / batch_idx  # steps 1..batch_idx
             batches = max(1, trainer.num_training_batches)
-            val_images = sum(len(d.dataset) for d in _loaders(trainer.val_dataloaders))
+            val_images = _val_images(trainer)
             per_image_eval = per_step / max(1, _batch_size(batch)) / 3  # forward only
             epoch_s = per_step * batches + per_image_eval * val_images
             progress = (batch_idx + 1) / batches
@@ -90,39 +94,63 @@ class TimeBudget(pl.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
             self._val_s = time.time() - self._val_start
-            self._val_images = float(sum(len(d.dataset) for d in _loaders(trainer.val_dataloaders)))
+            self._val_images = float(_val_images(trainer))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._first_plan(trainer, batch, batch_idx)
+        self._done = trainer.current_epoch * max(1, trainer.num_training_batches) + batch_idx + 1
+        if self.planned_steps is not None and self._done >= self.planned_steps:
+            trainer.should_stop = True  # mid-epoch: Lightning still validates before it stops
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        done = trainer.current_epoch + 1
-        epoch_s = (time.time() - self.fit_start) / done
+        if self.planned_steps is not None and self._done >= self.planned_steps:
+            return  # the plan's last (maybe partial) epoch: nothing left to plan
+        done = self._done / max(1, trainer.num_training_batches)  # epochs, from the steps
+        epoch_s = (time.time() - self.fit_start) / max(done, 1e-9)
         per_image_eval = self._val_s / self._val_images if self._val_images else None
-        self._plan(trainer, epoch_s, float(done), per_image_eval)
+        self._plan(trainer, epoch_s, done, per_image_eval)
 
     # -- planning -----------------------------------------------------------------------------
     def _plan(self, trainer, epoch_s: float, progress: float, per_image_eval) -> None:
+        """Plan the run's training steps from ``epoch_s`` (one epoch with its validation) at
+        ``progress`` epochs done: the whole epochs that fit, then the steps of one more
+        (partial) epoch that still fit with its validation, so no budget is left unused."""
+        batches = max(1, trainer.num_training_batches)
         reserve = self.report_s + (per_image_eval or 0.0) * self.test_images
-        left = self.budget_s - (time.time() - self.started) - reserve
-        planned = math.floor(progress + max(0.0, left) / max(epoch_s, 1e-9))
-        planned = min(self.cap, max(planned, math.ceil(progress - 1e-9), 1))
+        left = max(0.0, self.budget_s - (time.time() - self.started) - reserve)
+        epoch_s = max(epoch_s, 1e-9)
+        val_s = min((per_image_eval or 0.0) * _val_images(trainer), 0.9 * epoch_s)
+        whole = math.floor(progress + left / epoch_s)
+        spare = left - (whole - progress) * epoch_s  # < one epoch
+        extra = math.floor(max(0.0, spare - val_s) / ((epoch_s - val_s) / batches))
+        steps = min(self.cap * batches, whole * batches + min(extra, batches - 1))
+        done = math.ceil(progress * batches - 1e-6)
+        steps = max(steps, done, 1)
+        planned = math.ceil(steps / batches)
         if planned != self.planned:
             log.info(
-                "time budget %.0f s: %.1f s per epoch, %d epoch(s) planned (%.0f s kept for the "
-                "test and its report)", self.budget_s, epoch_s, planned, reserve,
+                "time budget %.0f s: %.1f s per epoch, %.2f epoch(s) planned (%d steps; %.0f s "
+                "kept for the test and its report)",
+                self.budget_s, epoch_s, steps / batches, steps, reserve,
             )  # fmt: skip
-        if self.planned is not None and planned < self.planned and planned <= progress + 1e-9:
-            # epochs ran slower than measured before: no epoch is left for the LR to finish
+        if self.planned_steps is not None and steps < self.planned_steps and steps <= done:
+            # epochs ran slower than measured before: no step is left for the LR to finish
             # annealing in (a busy machine); say so, the run's metrics are those of a cut cycle
             log.warning(
                 "time budget: epochs slowed down, training ends after epoch %d of the %d "
                 "planned; the learning rate did not finish its cycle", planned, self.planned,
             )  # fmt: skip
-        self.planned = planned
+        self.planned, self.planned_steps = planned, steps
         trainer.fit_loop.max_epochs = planned
-        if planned <= progress + 1e-9:
+        if steps <= done:
             trainer.should_stop = True
         for config in trainer.lr_scheduler_configs:
             if hasattr(config.scheduler, "replan"):
-                config.scheduler.replan(planned * max(1, trainer.num_training_batches))
+                config.scheduler.replan(steps)
+
+
+def _val_images(trainer) -> int:
+    return sum(len(d.dataset) for d in _loaders(getattr(trainer, "val_dataloaders", None)))
 
 
 def _loaders(loaders):

@@ -89,7 +89,8 @@ def recipe_callbacks(
     if budget is not None:
         tested = dm.partitions.get(str(cfg.data.get("test_partition", "test")), ())
         test = len(tested) if cfg.get("test", True) else 0  # (data.test_partition=val: val's)
-        out.append(TimeBudget(budget, started, test_images=test))
+        views = 1 + len(cfg.get("eval", {}).get("tta") or ())  # test-time views: one pass each
+        out.append(TimeBudget(budget, started, test_images=test * views))
     return out
 
 

@@ -211,7 +211,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     }
     if "fit_images_per_s" in metrics:
         extra["epochs · train img/s"] = (
-            f"{metrics['epochs_trained']:.0f} · {metrics['fit_images_per_s']:.0f}"
+            f"{metrics['epochs_trained']:.1f} · {metrics['fit_images_per_s']:.0f}"
         )
     extra.update(source_summary(metrics))  # data=combined: each source's balanced accuracy
     extra.update(calibration_summary(metrics))
@@ -287,6 +287,10 @@ def _log_once(trainer: pl.Trainer, loggers, metrics: dict, keys: tuple[str, ...]
         lg.log_metrics({k: metrics[k] for k in keys})
 
 
+def _batches_trained(trainer: pl.Trainer) -> int:
+    return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
+
+
 def _fit_and_test(
     cfg, trainer: pl.Trainer, task: ClassificationTask, dm, loggers, resume_path, settings
 ):
@@ -296,15 +300,17 @@ def _fit_and_test(
     main_process = trainer.is_global_zero
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        fit_start, first_epoch = time.time(), trainer.current_epoch
+        fit_start, first = time.time(), _batches_trained(trainer)
         trainer.fit(task, datamodule=dm, ckpt_path=resume_path)
         # training speed as users compare it: images of the epochs trained per fit second
-        # (validation included), the figure benchmarks/recipe_ham10000.py sets beside a bare loop
-        epochs = trainer.current_epoch - first_epoch
+        # (validation included), the figure benchmarks/recipe_ham10000.py sets beside a bare loop;
+        # in batches, since a time budget's last epoch may be partial
+        per_epoch = max(1, trainer.num_training_batches)
+        epochs = (_batches_trained(trainer) - first) / per_epoch
         if epochs > 0:
             seen = epochs * len(dm.partitions["train"])
             metrics["fit_images_per_s"] = seen / max(time.time() - fit_start, 1e-9)
-            metrics["epochs_trained"] = float(trainer.current_epoch)
+            metrics["epochs_trained"] = _batches_trained(trainer) / per_epoch
             _log_once(trainer, loggers, metrics, ("fit_images_per_s", "epochs_trained"))
     metrics.update(
         {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
