@@ -6,8 +6,8 @@ horizontal + vertical flips, batch 64, fp32, the final epoch's weights, argmax.
 ``weak``: the earlier reference — plain CE, Adam(lr 1e-3), no augmentation, otherwise the same.
 
 Either runs for a number of epochs, or for a wall-clock budget: then a throw-away copy times
-20 steps (after 3 warm-up ones) first, the epochs that fit (test inference kept in reserve) are planned from that,
-and OneCycle is planned for exactly those steps, so its LR anneals by the end of the budget.
+20 steps (after 3 warm-up ones) first, the epochs that fit (test inference kept in reserve) are
+planned from that, and OneCycle is planned for exactly those steps, so its LR anneals by the end of the budget.
 """
 
 from __future__ import annotations

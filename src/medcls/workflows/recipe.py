@@ -73,7 +73,7 @@ def resize_schedule(node, dm: ClassificationDataModule) -> dict[int, int] | None
 
 
 def recipe_callbacks(
-    cfg: DictConfig, dm: ClassificationDataModule, started: float
+    cfg: DictConfig, dm: ClassificationDataModule, settings: EvalSettings, started: float
 ) -> list[Callback]:
     """Weight EMA (``ema_decay``) and the time budget (``trainer.max_time``)."""
     out: list[Callback] = []
@@ -89,7 +89,7 @@ def recipe_callbacks(
     if budget is not None:
         tested = dm.partitions.get(str(cfg.data.get("test_partition", "test")), ())
         test = len(tested) if cfg.get("test", True) else 0  # (data.test_partition=val: val's)
-        views = 1 + len(cfg.get("eval", {}).get("tta") or ())  # test-time views: one pass each
+        views = 1 + len(settings.tta)  # test-time views: one pass each
         out.append(TimeBudget(budget, started, test_images=test * views))
     return out
 

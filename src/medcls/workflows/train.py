@@ -144,7 +144,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     ]
     if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    callbacks += recipe_callbacks(cfg, dm, started)
+    callbacks += recipe_callbacks(cfg, dm, settings, started)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         **({"limit_val_batches": 0} if final_fit else {}),
