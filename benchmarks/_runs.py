@@ -62,6 +62,13 @@ def run_medcls(name: str, overrides: list[str], work_dir: str, env: dict) -> dic
     }
 
 
+def epochs_and_speed(log_path: str) -> tuple[float, float]:
+    """(epochs trained, training img/s) from the run table a ``medcls-train`` log ends with."""
+    with open(log_path) as f:
+        speed = re.search(r"epochs · train img/s\W+([\d.]+) · (\d+)", f.read())
+    return (float(speed.group(1)), float(speed.group(2))) if speed else (float("nan"),) * 2
+
+
 def bench_env(cache_dir: str) -> dict:
     """The environment of benchmark subprocesses: one shared decode cache, quiet albumentations."""
     env = {**os.environ, "MEDCLS_CACHE_DIR": os.path.abspath(cache_dir)}

@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import io
 import os
-import re
 import sys
 import time
 
@@ -40,7 +39,14 @@ import numpy as np  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402, F401  (imported before quiet_libraries)
 from _bare import partition_tensors, train_bare  # noqa: E402
 from _common import CpuClock, load_average, machine_lines, quiet_libraries, table  # noqa: E402
-from _runs import add_work_args, prediction_arrays, run_medcls, scores, work_dir_and_env  # noqa: E402
+from _runs import (  # noqa: E402
+    add_work_args,
+    epochs_and_speed,
+    prediction_arrays,
+    run_medcls,
+    scores,
+    work_dir_and_env,
+)
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from medcls.config import CONFIG_DIR  # noqa: E402
@@ -110,13 +116,11 @@ def main() -> int:
         overrides.append(f"trainer.max_time=00:00:{int(budget // 60):02d}:{int(budget % 60):02d}")
         r = run_medcls(f"medcls-{minutes:g}min", overrides, work_dir, env)
         probs, pred = prediction_arrays(r["preds"], dm.class_names, test_ids)
-        with open(r["log"]) as f:
-            speed = re.search(r"epochs · train img/s\W+([\d.]+) · (\d+)", f.read())
+        epochs, img_s = epochs_and_speed(r["log"])
         results[f"medcls {args.experiment}"] = {
             **scores(y_test.numpy(), probs, pred, groups),
             "pred": pred, "seconds": r["seconds"], "others": r["others"],
-            "epochs": float(speed.group(1)) if speed else float("nan"),
-            "img_s": float(speed.group(2)) if speed else float("nan"),
+            "epochs": epochs, "img_s": img_s,
         }  # fmt: skip
         for name, s in results.items():
             rows.append(

@@ -365,6 +365,7 @@ def test_unknown_augmentation_op(data_cfg, folder_dataset) -> None:
         ("cache", "ram", r"data\.cache='ram': use disk or memory"),
         ("resize_mode", "crop", r"data\.resize_mode='crop': use center_crop, stretch or pad"),
         ("center_crop_fraction", 1.5, r"data\.center_crop_fraction=1\.5: must be in \(0, 1\]"),
+        ("optic_disc_crop", -0.2, r"data\.optic_disc_crop=-0\.2: a fraction in \(0, 1\], or 0"),
     ],
 )
 def test_bad_option_values(data_cfg, tmp_path, folder_dataset, key, value, pattern) -> None:

@@ -89,6 +89,7 @@ def test_memory_cache_writes_nothing(records, cdir, monkeypatch) -> None:
         {"grayscale": True},
         {"crop_black_border": True},
         {"center_crop_fraction": 0.8},
+        {"optic_disc_crop": 0.3},
         {"resize_mode": "pad"},
     ],
 )

@@ -246,6 +246,7 @@ def test_time_budget_plans_epochs_that_fit(caplog) -> None:
         (["experiment=glaucoma_cv"], "CosineAnnealingLR", 1e-3, "none"),  # a study keeps its own
         (["experiment=glaucoma_cv", "recipe=default"], "PlannedOneCycleLR", 1e-3, "tuned"),
         (["experiment=ham10000_fast"], "PlannedOneCycleLR", 2e-3, 1.5),
+        (["experiment=glaucoma_fast"], "PlannedOneCycleLR", 2e-3, "none"),
         (["scheduler=cosine"], "CosineAnnealingLR", 1e-3, "tuned"),  # a group override wins
     ],
 )
