@@ -94,7 +94,9 @@ def main() -> int:
     work_dir, env = work_dir_and_env(args, "medcls-glaucoma")
     started = time.time()
     budget = args.minutes * 60
-    print(f"Glaucoma: experiment={args.experiment}, resolution × crop × recipe, {args.minutes:g} min each")
+    print(
+        f"Glaucoma: experiment={args.experiment}, resolution × crop × recipe, {args.minutes:g} min each"
+    )
     print("\n".join(machine_lines()))
     print(f"data: {root}; work dir: {work_dir}; decode cache: {env['MEDCLS_CACHE_DIR']}")
 
@@ -166,7 +168,9 @@ def main() -> int:
             + [f"{d['p_value']:.3f}"]
         )
     print()
-    print(f"test: {len(test_ids)} photos (the same for every row); budget {args.minutes:g} min each")
+    print(
+        f"test: {len(test_ids)} photos (the same for every row); budget {args.minutes:g} min each"
+    )
     header = ["run", "AUC of RG [95% CI]", "bacc", "acc", "epochs", "img/s", "s", "others"]
     print(table(header, rows, left=(0,)))
     print("img/s: training images per second of fit. others: cores other processes used meanwhile.")
