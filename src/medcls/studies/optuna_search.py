@@ -1,30 +1,49 @@
-"""A TPE sampler whose seed moves on when an Optuna search resumes.
+"""The pieces of ``hparams_search=optuna``: the search space, samplers, pruners, trial overrides.
 
-``medcls-train hparams_search=optuna`` keeps its study in SQLite; rerunning the command loads
-that study and asks for ``n_trials`` more. hydra-optuna-sweeper builds a new sampler for every
-session, so a plain ``TPESampler(seed=42)`` would replay its random stream: the resumed
-session's start-up trials would repeat, one for one, the parameters the first session already
-tried. :class:`ResumableTPESampler` seeds its TPE sampler with ``seed + number of trials the
-study already holds`` when the session asks for its first trial. A new study therefore gets
-exactly ``TPESampler(seed)`` (reproducible), a resumed one new suggestions, and the resumed
-session is itself reproducible given what the storage holds.
+medcls's Hydra sweeper (``hydra_plugins/medcls_optuna_sweeper``) drives Optuna's ask-and-tell
+API with these; the job side of pruning is :class:`medcls.callbacks.OptunaPruning`.
 
-The trial count is read from the study Optuna hands to every sampler call (the first trial's
-number), not from ``storage`` + ``study_name``: the sweeper's sampler node is a structured
-config (``TPESamplerConfig``) that refuses extra keys, and ``${hydra:...}`` does not resolve
-while Hydra instantiates the sweeper. This way only ``_target_`` changes, every
-``TPESamplerConfig`` field still applies, and any storage works (no storage: offset 0).
+- **Search space** in Hydra's sweep syntax, as ``hydra.sweeper.params``:
+  ``interval(a, b)`` (uniform float), ``tag(log, interval(a, b))`` (log-uniform),
+  ``tag(int, interval(a, b))`` / ``tag(int, log, interval(a, b))`` (integers), ``range(a, b[, step])`` (ints or a float step), ``choice(x, y, ...)``
+  (categorical); a plain value is fixed in every trial.
+- **Samplers** ``tpe`` (default), ``cmaes``, ``random``, ``grid`` (every combination of the
+  choices and ranges, each once). A resumed study's sampler is seeded with ``seed + trials
+  stored`` (:func:`session_seed`): a new study is reproducible, a resumed session does not
+  replay the first session's suggestions.
+- **Pruners** ``median``, ``hyperband``, ``successive_halving``, ``none``: each job reports its
+  monitored validation metric per epoch to its trial and stops when the pruner says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
 from typing import Any
 
-from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, TPESampler
-from optuna.study import Study
-from optuna.trial import FrozenTrial, TrialState
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+SAMPLERS = ("tpe", "cmaes", "random", "grid")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
+# the job reads these overrides (set by the sweeper on every trial's command line)
+TRIAL_KEY = "optuna"
+
+
+class SearchSpaceError(ValueError):
+    """A search-space entry the sweeper cannot turn into an Optuna distribution."""
 
 
 def session_seed(seed: int | None, stored_trials: int) -> int | None:
@@ -33,52 +52,162 @@ def session_seed(seed: int | None, stored_trials: int) -> int | None:
     return None if seed is None else seed + stored_trials
 
 
-class ResumableTPESampler(BaseSampler):
-    """``TPESampler(seed=session_seed(seed, n), **tpe_kwargs)``, created when the first trial
-    (number ``n``) is asked; every sampler call is delegated to it."""
+# ------------------------------------------------------------------------------ search space
+def _distribution(override: Override) -> BaseDistribution | Any:
+    """One ``key=value`` override as a distribution, or its fixed value (a string)."""
+    if not override.is_sweep_override():
+        return override.get_value_element_as_str()
+    value = override.value()
+    key = override.get_key_element()
+    if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
+        # numbers stay numbers; strings keep Hydra's escaping (they go back on a command line)
+        return CategoricalDistribution(
+            list(override.sweep_iterator(transformer=Transformer.encode))
+        )
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if any(isinstance(v, float) for v in (start, stop, step)):
+            # range() excludes its stop; Optuna's high is inclusive
+            n = int(round((stop - start) / step))
+            return FloatDistribution(start, start + (n - 1) * step, step=step)
+        return IntDistribution(int(start), int(stop) - int(step), step=int(step))
+    if isinstance(value, IntervalSweep):
+        log = "log" in value.tags
+        if "int" in value.tags:  # Hydra's interval() is always float
+            return IntDistribution(int(value.start), int(value.end), log=log)
+        return FloatDistribution(float(value.start), float(value.end), log=log)
+    raise SearchSpaceError(
+        f"hydra.sweeper.params.{key}={override.input_line}: use interval(a, b), "
+        "tag(log, interval(a, b)), range(a, b[, step]), choice(x, y, ...) or a fixed value"
+    )
 
-    def __init__(self, seed: int | None = None, **tpe_kwargs: Any) -> None:
-        self._seed = seed
-        self._tpe_kwargs = tpe_kwargs
-        self._sampler: TPESampler | None = None
-        self.session_seed: int | None = None  # known once the first trial is asked
 
-    def _tpe(self, trial: FrozenTrial) -> TPESampler:
-        if self._sampler is None:
-            self.session_seed = session_seed(self._seed, trial.number)
-            self._sampler = TPESampler(seed=self.session_seed, **self._tpe_kwargs)
-        return self._sampler
+def search_space(lines: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """``key=value`` lines (``hydra.sweeper.params``, then the command line's arguments) →
+    (distributions, fixed values)."""
+    distributions, fixed = {}, {}
+    for override in OverridesParser.create().parse_overrides(lines):
+        key, value = override.get_key_element(), _distribution(override)
+        distributions.pop(key, None), fixed.pop(key, None)  # a later line wins
+        target = distributions if isinstance(value, BaseDistribution) else fixed
+        target[key] = value
+    return distributions, fixed
 
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return self._tpe(trial).infer_relative_search_space(study, trial)
 
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        return self._tpe(trial).sample_relative(study, trial, search_space)
+def grid_choices(name: str, dist: BaseDistribution) -> list:
+    """Every value of a discrete distribution (``sampler=grid``)."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution) and not dist.log:
+        return list(range(dist.low, dist.high + 1, dist.step))
+    if isinstance(dist, FloatDistribution) and dist.step is not None:
+        n = int(round((dist.high - dist.low) / dist.step)) + 1
+        return [dist.low + i * dist.step for i in range(n)]
+    raise SearchSpaceError(
+        f"hydra.sweeper.params.{name}: sampler=grid needs choice(...) or range(...), "
+        "not an interval"
+    )
 
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._tpe(trial).sample_independent(study, trial, param_name, param_distribution)
 
-    def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        self._tpe(trial).after_trial(study, trial, state, values)
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    """``trial.suggest_*`` for one distribution (the public API, so every sampler applies)."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
-    def reseed_rng(self) -> None:
-        if self._sampler is not None:
-            self._sampler.reseed_rng()
-        else:  # not seeded yet: it will be, randomly
-            self._seed = None
+
+def trial_overrides(
+    trial: optuna.Trial, distributions: dict[str, BaseDistribution], fixed: dict[str, str]
+) -> list[str]:
+    """A trial's command-line overrides: the suggested values, then the fixed ones."""
+    values = {name: suggest(trial, name, d) for name, d in distributions.items()}
+    return [f"{k}={v}" for k, v in {**values, **fixed}.items()]
+
+
+def identity_overrides(number: int, study_name: str, storage: str | None) -> list[str]:
+    """Where a job reports its epochs: trial ``number`` of ``study_name`` in ``storage``
+    (``cfg.optuna``; read by :func:`job_trial`)."""
+    out = [f"++{TRIAL_KEY}.trial={number}", f"++{TRIAL_KEY}.study={_quoted(study_name)}"]
+    return out + ([f"++{TRIAL_KEY}.storage={_quoted(storage)}"] if storage else [])
+
+
+def _quoted(text: str) -> str:
+    # Hydra's quoted values: a backslash escapes only a quote (or backslashes before one)
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def absolute_storage(storage: str | None) -> str | None:
+    """A relative SQLite path (``sqlite:///optuna.db``) made absolute, so that a job whose
+    working directory differs writes to the same file."""
+    prefix = "sqlite:///"
+    if storage and storage.startswith(prefix) and not storage.startswith(prefix + "/"):
+        path = storage[len(prefix) :]
+        if path and path != ":memory:":
+            return prefix + os.path.abspath(path)
+    return storage
+
+
+def grid_left(distributions: dict[str, BaseDistribution], stored: list) -> int:
+    """Combinations of a grid not yet tried by ``stored`` (finished or running) trials."""
+    size = 1
+    for name, dist in distributions.items():
+        size *= len(grid_choices(name, dist))
+    tried = {tuple(sorted(t.params.items())) for t in stored if t.params}
+    return max(0, size - len(tried))
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:
+    """``study.tell``, except that a grid sampler's "the grid is done" (it calls ``study.stop()``,
+    which Optuna only allows inside ``optimize``) is not an error between batches."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+
+
+def job_trial(storage: str, study_name: str, number: int, pruner: optuna.pruners.BasePruner):
+    """In a job: its trial (number ``number``) of the stored study, judged by ``pruner``."""
+    store = optuna.storages.get_storage(storage)
+    study = optuna.load_study(study_name=study_name, storage=store, pruner=pruner)
+    study_id = store.get_study_id_from_name(study_name)
+    trial_id = store.get_trial_id_from_study_id_trial_number(study_id, number)
+    return optuna.trial.Trial(study, trial_id)
+
+
+# ------------------------------------------------------------------------- samplers, pruners
+def create_sampler(
+    name: str,
+    seed: int | None,
+    distributions: dict[str, BaseDistribution] | None = None,
+    **kwargs: Any,
+) -> optuna.samplers.BaseSampler:
+    """``tpe`` | ``cmaes`` | ``random`` | ``grid`` (``distributions``: the grid's space)."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **kwargs)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, **kwargs)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        grid = {k: grid_choices(k, d) for k, d in (distributions or {}).items()}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    raise SearchSpaceError(f"hydra.sweeper.sampler={name!r}: use one of {', '.join(SAMPLERS)}")
+
+
+def create_pruner(name: str | None, **kwargs: Any) -> optuna.pruners.BasePruner:
+    """``median`` (a trial whose best value so far is below the median of earlier trials at the
+    same epoch; defaults: 2 finished trials first, never before the 2nd epoch), ``hyperband``,
+    ``successive_halving`` or ``none``."""
+    if name in (None, "none", "null"):
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        kw = {"n_startup_trials": 2, "n_warmup_steps": 1, **kwargs}
+        return optuna.pruners.MedianPruner(**kw)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(**{"min_resource": 1, **kwargs})
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**{"min_resource": 1, **kwargs})
+    raise SearchSpaceError(f"hydra.sweeper.pruner={name!r}: use one of {', '.join(PRUNERS)}")

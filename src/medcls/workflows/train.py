@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, WeightAveraging
 
+from medcls.callbacks.optuna_pruning import pruned_epoch
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings
@@ -50,6 +51,7 @@ from medcls.workflows.common import (
     report_test,
     resolved,
 )
+from medcls.workflows.optuna_trial import pruning_callback, trial_tags
 from medcls.workflows.recipe import recipe_callbacks, recipe_options, train_on
 from medcls.workflows.resume import continue_in_run_folder, mark_scheduler_job, resume_point
 
@@ -145,6 +147,9 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks += recipe_callbacks(cfg, dm, settings, started)
+    pruning = pruning_callback(cfg)  # an Optuna trial: report the epochs, stop when pruned
+    if pruning is not None:
+        callbacks.append(pruning)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         **({"limit_val_batches": 0} if final_fit else {}),
@@ -174,6 +179,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
                 "model": cfg.model.name,
                 "fold": cfg.data.fold,
                 "precision": precision,
+                **trial_tags(cfg),
                 **(cfg.get("tags") or {}),
             },
         )
@@ -201,6 +207,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
             mark_failed(mlf.experiment, mlf.run_id, e)
             e.medcls_run_logged = True  # the sweep need not record this job again
         raise
+    if "pruned_at_epoch" in metrics and mlf is not None and main_process:
+        set_tags(mlf, {"optuna.pruned": "true"})
     extra = {
         "images train/val/test": "/".join(
             str(len(dm.partitions[k])) for k in ("train", "val", "test")
@@ -317,7 +325,12 @@ def _fit_and_test(
     )
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics.update(_kept_model_score(trainer, best, loggers))
-    tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0
+    pruned = pruned_epoch(trainer)
+    if pruned is not None:  # a pruned trial is not worth its test
+        metrics["pruned_at_epoch"] = float(pruned)
+        _log_once(trainer, loggers, metrics, ("pruned_at_epoch",))
+        log.info("pruned at epoch %d: not tested", pruned)
+    tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0 and pruned is None
     calibration = Calibration()
     on_val = cfg.get("train", True) or settings.fits_on_validation
     val, state, meta = None, {}, {}  # what best.ckpt gains, written once
