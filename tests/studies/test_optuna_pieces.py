@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import FloatDistribution, IntDistribution
 
 from medcls.config import CONFIG_DIR
 from medcls.studies import optuna_search as search
@@ -196,7 +196,9 @@ def test_a_jobs_trial_reports_to_the_stored_study_and_the_median_prunes_it(tmp_p
     assert not job_good.should_prune()  # the control: above the median
     stored = {t.number: t for t in study.get_trials()}
     assert stored[bad.number].intermediate_values == {0: 0.3, 1: 0.4}
-    assert not search.job_trial(storage, "s", bad.number, search.create_pruner("none")).should_prune()
+    assert not search.job_trial(
+        storage, "s", bad.number, search.create_pruner("none")
+    ).should_prune()
 
 
 # ----------------------------------------------------------------------------------- config

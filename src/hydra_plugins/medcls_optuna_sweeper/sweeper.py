@@ -94,7 +94,9 @@ class MedclsOptunaSweeper(Sweeper):
             ]  # fmt: skip
             returns = self.launcher.launch(overrides, initial_job_idx=job)
             job += len(returns)
-            failed = [r for t, r in zip(trials, returns, strict=True) if not self._tell(study, t, r)]
+            failed = [
+                r for t, r in zip(trials, returns, strict=True) if not self._tell(study, t, r)
+            ]
             n_trials -= batch
             if failed and len(failed) / len(returns) > self.max_failure_rate:
                 self._save(study)
@@ -114,7 +116,9 @@ class MedclsOptunaSweeper(Sweeper):
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         if "pruned_at_epoch" in frozen.user_attrs:  # set by the job (medcls.callbacks)
             search.tell(study, trial, state=TrialState.PRUNED)
-            log.info("trial %d pruned at epoch %s", trial.number, frozen.user_attrs["pruned_at_epoch"])
+            log.info(
+                "trial %d pruned at epoch %s", trial.number, frozen.user_attrs["pruned_at_epoch"]
+            )
             return True
         try:
             value = float(ret.return_value)
@@ -143,7 +147,9 @@ class MedclsOptunaSweeper(Sweeper):
             best = study.best_trial
             out.update(best_params=dict(best.params), best_value=float(best.value))
             out["best_trial"] = best.number
-            log.info("Best value %s, parameters %s (trial %d)", best.value, best.params, best.number)
+            log.info(
+                "Best value %s, parameters %s (trial %d)", best.value, best.params, best.number
+            )
         sweep_dir = self.config.hydra.sweep.dir
         os.makedirs(sweep_dir, exist_ok=True)
         OmegaConf.save(OmegaConf.create(out), os.path.join(sweep_dir, "optimization_results.yaml"))
