@@ -42,6 +42,8 @@ def test_multirun_two_jobs_two_mlflow_runs(helpers, workdir: Path) -> None:
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs)
     assert sorted(r.data.tags["medcls.job_num"] for r in runs) == ["0", "1"]
     assert sorted(float(r.data.params["optimizer.lr"]) for r in runs) == [1e-3, 3e-3]
+    # children named by what the sweep varies, not all "test_efficientnet-synthetic"
+    assert sorted(r.data.tags["mlflow.runName"] for r in runs) == ["lr=0.001", "lr=0.003"]
     for run in runs:
         assert run.info.status == "FINISHED"
         assert "val/balanced_accuracy" in run.data.metrics
@@ -63,6 +65,18 @@ def test_multirun_two_jobs_two_mlflow_runs(helpers, workdir: Path) -> None:
         assert "hydra/overrides.yaml" in hydra_files
     assert runs[0].info.run_id != runs[1].info.run_id
     assert len({r.data.params["optimizer.lr"] for r in runs}) == 2
+    # params are settings: what differs between the two jobs is what the sweep varied; the
+    # per-job paths (checkpoint folders, output dir) are tags, where Compare does not plot them
+    a, b = (r.data.params for r in runs)
+    differ = {k for k in a if a[k] != b[k]}
+    assert a.keys() == b.keys() and differ == {
+        "optimizer.lr",
+        "scheduler.max_lr",
+    }  # ${optimizer.lr}
+    for run in runs:
+        assert "callbacks.model_checkpoint.dirpath" not in run.data.params
+        dirpath = run.data.tags["callbacks.model_checkpoint.dirpath"]
+        assert Path(dirpath) == Path(run.data.tags["best_checkpoint"]).parent
 
 
 @pytest.mark.slow  # two sweeps of two jobs each (~35 s): the single-run resume is in the fast tier

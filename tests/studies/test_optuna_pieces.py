@@ -228,3 +228,62 @@ def test_optuna_config_composes_to_medcls_sweeper(workdir) -> None:
         )
     assert minimize.optimized_metric == "val/loss"
     assert minimize.hydra.sweeper.direction == "minimize"
+
+
+# ------------------------------------------------------------------- the sweeper, no training
+class _FakeLauncher:
+    """Returns ``values`` in turn as the jobs' results (one per launched job)."""
+
+    def __init__(self, values) -> None:
+        self.values, self.launched = list(values), []
+
+    def launch(self, overrides, initial_job_idx):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        self.launched += overrides
+        return [
+            JobReturn(status=JobStatus.COMPLETED, _return_value=self.values.pop(0))
+            for _ in overrides
+        ]
+
+
+def _sweeper(tmp_path: Path, values, **kwargs):
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.medcls_optuna_sweeper.sweeper import MedclsOptunaSweeper
+
+    sweeper = MedclsOptunaSweeper(
+        study_name="s", params={"optimizer.lr": "interval(0.1, 1)"}, **kwargs
+    )
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    sweeper.launcher = _FakeLauncher(values)
+    return sweeper
+
+
+def test_sweeper_tells_each_value(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/o.db"
+    sweeper = _sweeper(tmp_path, [0.3, 0.9, 0.5], storage=storage, n_trials=3, seed=0)
+    sweeper.sweep([])
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.value for t in study.trials] == [0.3, 0.9, 0.5]
+    assert all(any(o.startswith("optimizer.lr=") for o in ov) for ov in sweeper.launcher.launched)
+    results = (tmp_path / "optimization_results.yaml").read_text()
+    assert "best_value: 0.9" in results and "best_trial: 1" in results
+
+
+def test_sweeper_stops_at_a_job_that_returns_no_number(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/o.db"
+    sweeper = _sweeper(tmp_path, [None, 0.5, 0.5], storage=storage, n_trials=3)
+    with pytest.raises(search.SearchSpaceError, match="trial 0 returned None.*optimized_metric"):
+        sweeper.sweep([])
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL"]  # not three FAILs
+    assert "FAIL: 1" in (tmp_path / "optimization_results.yaml").read_text()
+
+
+def test_sweeper_refuses_a_pruner_without_storage(tmp_path: Path) -> None:
+    sweeper = _sweeper(tmp_path, [0.5], pruner="median", n_trials=1)
+    with pytest.raises(search.SearchSpaceError, match="pruner=median needs hydra.sweeper.storage"):
+        sweeper.sweep([])
+    assert sweeper.launcher.launched == []
+    _sweeper(tmp_path, [0.5], pruner="none", n_trials=1).sweep([])  # in memory is fine unpruned

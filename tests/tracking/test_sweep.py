@@ -19,13 +19,12 @@ from medcls.config import CONFIG_DIR, run_guarded
 from medcls.data.records import DataError
 from medcls.tracking.sweep import (
     PARENT_ENV,
-    PARENT_FILE,
     MLflowSweepCallback,
     job_tags,
     mark_failed,
-    parent_run_id,
     record_failed_job,
 )
+from medcls.tracking.sweep_folder import PARENT_FILE, parent_run_id
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ class MedclsOptunaSweeper(Sweeper):
         lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         distributions, fixed = search.search_space(lines)
         storage = search.absolute_storage(self.storage)
+        search.check_pruning_storage(self.pruner, storage)
         study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,
@@ -94,9 +95,13 @@ class MedclsOptunaSweeper(Sweeper):
             ]  # fmt: skip
             returns = self.launcher.launch(overrides, initial_job_idx=job)
             job += len(returns)
-            failed = [
-                r for t, r in zip(trials, returns, strict=True) if not self._tell(study, t, r)
-            ]
+            try:
+                failed = [
+                    r for t, r in zip(trials, returns, strict=True) if not self._tell(study, t, r)
+                ]
+            except search.SearchSpaceError:  # a job that returns no number: every one will
+                self._save(study)
+                raise
             n_trials -= batch
             if failed and len(failed) / len(returns) > self.max_failure_rate:
                 self._save(study)
@@ -124,11 +129,11 @@ class MedclsOptunaSweeper(Sweeper):
             value = float(ret.return_value)
         except (TypeError, ValueError):
             search.tell(study, trial, state=TrialState.FAIL)
-            log.warning(
-                "trial %d returned %r, not a number: is optimized_metric set?",
-                trial.number, ret.return_value,
-            )  # fmt: skip
-            return False
+            raise search.SearchSpaceError(
+                f"trial {trial.number} returned {ret.return_value!r}, not a number, and so would "
+                "every trial: set optimized_metric to a metric the run logs (e.g. "
+                "optimized_metric=val/balanced_accuracy); the trial is stored as FAIL"
+            ) from None
         search.tell(study, trial, value)
         return True
 

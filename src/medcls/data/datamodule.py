@@ -197,6 +197,11 @@ class ClassificationDataModule(pl.LightningDataModule):
         """Training images per class, for class-weighted losses."""
         return np.bincount(self.labels[self.partitions["train"]], minlength=self.num_classes)
 
+    @property
+    def data_uri(self) -> str:
+        """Where the images come from: ``data.root``, or the source's name (generated data)."""
+        return str(self.cfg.get("root") or self.source_name)
+
     def records_of(self, partition: str) -> list[Record]:
         return [self.records[i] for i in self.partitions[partition]]
 

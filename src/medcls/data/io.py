@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -12,15 +14,18 @@ class BadImageError(OSError):
     """An image file exists but cannot be decoded."""
 
 
-def read_rgb(path: str, grayscale: bool = False) -> np.ndarray:
-    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array.
+def read_rgb(path: str | bytes, grayscale: bool = False) -> np.ndarray:
+    """Decode ``path`` (a file, or an encoded image's bytes: PNG, JPEG, ...) to an
+    ``(H, W, 3)`` uint8 RGB array.
 
     Any colour mode (L, LA, P, RGBA, I;16, CMYK) is accepted. With ``grayscale`` the image is first
     reduced to luminance and then repeated on three channels, so CT slices stored in mixed modes
     all look alike to an ImageNet backbone.
     """
+    source = io.BytesIO(path) if isinstance(path, bytes) else path
+    name = f"<{len(path)} bytes>" if isinstance(path, bytes) else path
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I", "F"):
                 arr = np.asarray(im, dtype=np.float32)
@@ -32,7 +37,7 @@ def read_rgb(path: str, grayscale: bool = False) -> np.ndarray:
     except FileNotFoundError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise BadImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+        raise BadImageError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from e
 
 
 def read_mask(path: str) -> np.ndarray:

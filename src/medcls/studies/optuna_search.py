@@ -197,6 +197,17 @@ def create_sampler(
     raise SearchSpaceError(f"hydra.sweeper.sampler={name!r}: use one of {', '.join(SAMPLERS)}")
 
 
+def check_pruning_storage(pruner: str | None, storage: str | None) -> None:
+    """A pruner judges the epochs each job reports to its trial in the study's storage: without
+    one (an in-memory study) the jobs could not report, and nothing would ever be pruned."""
+    if pruner not in (None, "none", "null") and not storage:
+        raise SearchSpaceError(
+            f"hydra.sweeper.pruner={pruner} needs hydra.sweeper.storage (e.g. "
+            "sqlite:///optuna.db): each job reports its epochs to its trial there; or use "
+            "hydra.sweeper.pruner=none"
+        )
+
+
 def create_pruner(name: str | None, **kwargs: Any) -> optuna.pruners.BasePruner:
     """``median`` (a trial whose best value so far is below the median of earlier trials at the
     same epoch; defaults: 2 finished trials first, never before the 2nd epoch), ``hyperband``,

@@ -31,10 +31,38 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def config_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config (without Hydra's own node), flattened for MLflow params."""
+    """The resolved config's settings (without Hydra's own node), flattened for MLflow params;
+    where things are (:func:`is_location`) goes to :func:`config_locations` instead, so that
+    runs compared in the UI differ only in what was set differently."""
+    return {k: v for k, v in _flat_config(cfg).items() if not is_location(k, v)}
+
+
+def config_locations(cfg: DictConfig) -> dict[str, str]:
+    """The config's paths, URIs and per-job identities: tags, not params."""
+    return {k: v for k, v in _flat_config(cfg).items() if is_location(k, v)}
+
+
+def _flat_config(cfg: DictConfig) -> dict[str, str]:
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     container.pop("hydra", None)
     return flatten(container)
+
+
+# config groups that only say where things are, or which trial a job is
+LOCATION_GROUPS = ("paths.", "optuna.")
+LOCATION_NAMES = ("dirpath", "root", "tracking_uri", "ckpt_path", "filename")
+LOCATION_SUFFIXES = ("_dir", "_path", "_file", "_csv", "_uri")
+
+
+def is_location(key: str, value: str) -> bool:
+    """A path, a store URI or a per-job identity (``callbacks.model_checkpoint.dirpath``,
+    ``paths.output_dir``, ``data.root``, ``logger.mlflow.tracking_uri``, ``optuna.trial``)."""
+    name = key.rsplit(".", 1)[-1]
+    if key.startswith(LOCATION_GROUPS) or name in LOCATION_NAMES:
+        return True
+    if name.endswith(LOCATION_SUFFIXES):
+        return True
+    return value.startswith(("/", "~/", "./", "../")) or "://" in value
 
 
 def git_commit(path: str = ".") -> str:

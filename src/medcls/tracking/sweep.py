@@ -23,9 +23,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
+from medcls.tracking.sweep_folder import parent_run_id, write_parent_run_id
+
 log = logging.getLogger(__name__)
-PARENT_FILE = "mlflow_parent_run_id"
 PARENT_ENV = "MEDCLS_MLFLOW_PARENT_RUN_ID"
+SWEPT_ENV = "MEDCLS_SWEPT_KEYS"  # what the sweep varies, space-separated: names its child runs
 # Launchers whose jobs all run on this machine / may run on other machines.
 LOCAL_PARALLEL_LAUNCHERS = ("hydra_joblib_launcher", "submitit_launcher.LocalLauncher")
 REMOTE_LAUNCHERS = ("submitit_launcher.SlurmLauncher", "hydra_ray_launcher")
@@ -79,15 +81,18 @@ class MLflowSweepCallback(Callback):
                 "medcls.sweep_dir": os.path.abspath(sweep_dir),
             },
         )
-        os.makedirs(sweep_dir, exist_ok=True)
-        with open(os.path.join(sweep_dir, PARENT_FILE), "w") as f:
-            f.write(run.info.run_id)
+        write_parent_run_id(sweep_dir, run.info.run_id)
         # Every launcher builds each job's config from the sweep's Hydra overrides: the parent
         # id travels with it to any process or machine (Hydra sets it in the job's environment).
         with read_write(config.hydra.overrides):
             config.hydra.overrides.hydra.append(
                 f"++hydra.job.env_set.{PARENT_ENV}='{run.info.run_id}'"
             )
+            swept = swept_keys(config)
+            if swept:
+                config.hydra.overrides.hydra.append(
+                    f"++hydra.job.env_set.{SWEPT_ENV}='{' '.join(swept)}'"
+                )
         log.info("MLflow parent run %s for sweep %s", run.info.run_id, sweep_dir)
         self._prepare_store(config, uri)
 
@@ -154,12 +159,49 @@ def is_multirun() -> bool:
     return mode is not None and mode.name == "MULTIRUN"
 
 
-def parent_run_id(sweep_dir: str) -> str | None:
-    path = os.path.join(sweep_dir, PARENT_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return f.read().strip() or None
+def swept_keys(config: DictConfig) -> list[str]:
+    """The config keys a multirun varies: its sweep overrides on the command line
+    (``optimizer.lr=1e-3,3e-3``, ``loss=glob(*)``) and in ``hydra.sweeper.params`` (an
+    experiment's lists, an Optuna search space), in that order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = list(config.hydra.overrides.get("task") or [])
+    params = (config.hydra.get("sweeper") or {}).get("params") or {}
+    lines += [f"{k}={v}" for k, v in params.items()]
+    keys: list[str] = []
+    for o in OverridesParser.create().parse_overrides(lines):
+        if o.is_sweep_override() and o.key_or_group not in keys:
+            keys.append(o.key_or_group)
+    return keys
+
+
+def swept_run_name(default: str) -> str:
+    """A sweep job's MLflow run name: the values it was given for what the sweep varies
+    (``lr=0.001 loss=focal``); ``default`` outside a multirun or for an unvaried sweep."""
+    if not is_multirun():
+        return default
+    hc = HydraConfig.get()
+    swept = ((hc.job.get("env_set") or {}).get(SWEPT_ENV) or "").split()
+    given = {}
+    for line in hc.overrides.task:
+        key, _, value = str(line).partition("=")
+        given[key.lstrip("+~")] = value
+    short = [k.rsplit(".", 1)[-1] for k in swept]
+    parts = [
+        f"{name if short.count(name) == 1 else key}={_short_value(given[key])}"
+        for key, name in zip(swept, short, strict=True)
+        if key in given
+    ]
+    return " ".join(parts) or default
+
+
+def _short_value(value: str) -> str:
+    """``0.0012345678`` → ``0.001235``: a sampled float is read, not parsed."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if len(value) <= 8 or number.is_integer() else f"{number:.4g}"
 
 
 def job_tags() -> dict[str, str]:
@@ -200,7 +242,7 @@ def record_failed_job(cfg: DictConfig, error: BaseException) -> None:
     overrides = " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ""
     run = client.create_run(
         exp_id,
-        run_name=str(cfg.get("run_name", "job")),
+        run_name=swept_run_name(str(cfg.get("run_name", "job"))),
         tags={**job_tags(), "overrides": overrides},
     )
     mark_failed(client, run.info.run_id, error)

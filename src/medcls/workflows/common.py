@@ -14,7 +14,7 @@ from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.evaluation.calibration import Calibration
 from medcls.tracking.mlflow_run import find_mlflow, log_artifacts
-from medcls.tracking.sweep import job_tags
+from medcls.tracking.sweep import job_tags, swept_run_name
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,20 @@ def datamodule_for_checkpoint(cfg: DictConfig, meta: dict) -> ClassificationData
     return dm
 
 
+# logger.mlflow settings that are medcls's, not MLFlowLogger arguments (tracking.run_outputs)
+RUN_OUTPUT_KEYS = ("log_checkpoints", "log_last_checkpoint", "mlflow_model", "register_as")
+
+
+def without_run_outputs(lg_cfg: DictConfig) -> DictConfig:
+    return OmegaConf.create(
+        {
+            k: v
+            for k, v in OmegaConf.to_container(lg_cfg, resolve=True).items()
+            if k not in RUN_OUTPUT_KEYS
+        }
+    )
+
+
 def build_loggers(cfg: DictConfig, run_id: str | None = None) -> list[Logger]:
     loggers = []
     for name, lg_cfg in (cfg.get("logger") or {}).items():
@@ -52,11 +66,16 @@ def build_loggers(cfg: DictConfig, run_id: str | None = None) -> list[Logger]:
             continue
         extra = {}
         if "MLFlowLogger" in lg_cfg._target_:
+            lg_cfg = without_run_outputs(lg_cfg)
             # a resumed run keeps its tags; a sweep job becomes a child of the sweep's run
             extra = (
                 {"run_id": run_id}
                 if run_id
-                else {"tags": {**job_tags(), **(lg_cfg.get("tags") or {})}}
+                else {
+                    "tags": {**job_tags(), **(lg_cfg.get("tags") or {})},
+                    # a sweep's children named by what they vary, not all alike
+                    "run_name": swept_run_name(str(lg_cfg.get("run_name") or "")) or None,
+                }
             )
         loggers.append(instantiate(lg_cfg, **extra))
         log.debug("logger %s", name)

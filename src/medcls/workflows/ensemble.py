@@ -9,13 +9,12 @@ every sample's validation prediction.
 from __future__ import annotations
 
 import copy
-import glob
 import os
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from medcls.data.records import DataError, Record
 from medcls.evaluation import EvalSettings, Predictions, evaluate
@@ -25,9 +24,17 @@ from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.studies.sweep_configs import sweep_configs
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
+from medcls.tracking import sweep_folder
 from medcls.tracking.artifacts import read_predictions, write_predictions
-from medcls.tracking.mlflow_run import config_params, find_mlflow, run_location, set_tags
-from medcls.tracking.sweep import parent_run_id
+from medcls.tracking.fetch import fetch_dir, run_checkpoint
+from medcls.tracking.mlflow_run import (
+    config_locations,
+    config_params,
+    find_mlflow,
+    run_location,
+    set_tags,
+)
+from medcls.tracking.sweep_folder import parent_run_id
 from medcls.utils.console import console, print_metrics_table
 from medcls.workflows.common import (
     build_loggers,
@@ -37,36 +44,16 @@ from medcls.workflows.common import (
 
 
 def sweep_checkpoints(sweep_dir: str, jobs: list[str] | None = None) -> list[str]:
-    """``<sweep_dir>/<job>/checkpoints/best.ckpt`` of every job (or of ``jobs``), in job order."""
-    found = glob.glob(os.path.join(sweep_dir, "*", "checkpoints", "best.ckpt"))
-    if jobs:
-        found = [p for p in found if os.path.basename(os.path.dirname(os.path.dirname(p))) in jobs]
-    if not found:
-        raise DataError(
-            f"sweep_dir={sweep_dir}: no <job>/checkpoints/best.ckpt found; did the sweep train?"
-        )
-
-    def job(path: str) -> tuple[int, str]:
-        name = os.path.basename(os.path.dirname(os.path.dirname(path)))
-        return (int(name), name) if name.isdigit() else (10**9, name)
-
-    return sorted(found, key=job)
+    """The kept model of every job of ``sweep_dir`` (or of ``jobs``), in job order."""
+    return [sweep_folder.checkpoint(d) for d in sweep_folder.trained_jobs(sweep_dir, jobs)]
 
 
 def resolve_checkpoints(cfg: DictConfig) -> list[str]:
     paths = list(cfg.get("checkpoints") or [])
     if cfg.get("sweep_dir"):
         paths += sweep_checkpoints(cfg.sweep_dir, list(cfg.get("jobs") or []))
-    for run_id in cfg.get("run_ids") or []:
-        import mlflow
-
-        run = mlflow.MlflowClient(cfg.logger.mlflow.tracking_uri).get_run(run_id)
-        ckpt = run.data.tags.get("best_checkpoint")
-        if not ckpt:
-            raise DataError(
-                f"MLflow run {run_id} has no best_checkpoint tag (was it a medcls-train run?)"
-            )
-        paths.append(ckpt)
+    for run_id in cfg.get("run_ids") or []:  # fetched from the artifact store when not local
+        paths.append(run_checkpoint(cfg.logger.mlflow.tracking_uri, run_id, fetch_dir(cfg)))
     if not paths:
         raise DataError(
             "nothing to ensemble: give checkpoints=[...], sweep_dir=... or run_ids=[...]"
@@ -75,16 +62,14 @@ def resolve_checkpoints(cfg: DictConfig) -> list[str]:
 
 
 def oof_predictions(sweep_dir: str, jobs: list[str] | None = None) -> pd.DataFrame | None:
-    """Every job's (or ``jobs``') ``val_predictions.csv`` stacked (the out-of-fold predictions
-    of a CV)."""
-    files = sorted(glob.glob(os.path.join(sweep_dir, "*", "val_predictions.csv")))
-    if jobs:
-        files = [f for f in files if os.path.basename(os.path.dirname(f)) in jobs]
-    if not files:
-        return None
-    return pd.concat(
-        [read_predictions(f).assign(job=os.path.basename(os.path.dirname(f))) for f in files]
-    )
+    """Every job's (or ``jobs``') validation predictions stacked (the out-of-fold predictions
+    of a CV), with the job's name in ``job``."""
+    files = [
+        (sweep_folder.job_name(d), sweep_folder.val_predictions_path(d))
+        for d in sweep_folder.job_dirs(sweep_dir, jobs)
+    ]
+    frames = [read_predictions(f).assign(job=name) for name, f in files if os.path.isfile(f)]
+    return pd.concat(frames) if frames else None
 
 
 def ensemble_calibration(loaded, oof: Predictions | None, settings: EvalSettings) -> Calibration:
@@ -113,11 +98,9 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
             )
     jobs = list(cfg.get("jobs") or [])
     if cfg.get("sweep_dir") and cfg.get("data_from_sweep", True):
-        job_cfg = glob.glob(os.path.join(cfg.sweep_dir, "*", "resolved_config.yaml"))
-        if jobs:
-            job_cfg = [p for p in job_cfg if os.path.basename(os.path.dirname(p)) in jobs]
+        job_cfg = sweep_folder.configured_jobs(cfg.sweep_dir, jobs)
         if job_cfg:  # the folds' own data config (same held-out test partition) and MLflow store
-            job = OmegaConf.load(sorted(job_cfg)[0])
+            job = sweep_folder.resolved_config(job_cfg[0])
             with open_dict(cfg):
                 cfg.data, cfg.experiment_name = job.data, job.experiment_name
                 cfg.data.fold = None  # the test partition is the same for every fold
@@ -181,6 +164,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
         set_tags(
             mlf,
             {
+                **config_locations(cfg),  # paths and URIs: tags, not params
                 "medcls.role": "ensemble",
                 "checkpoints": " ".join(os.path.abspath(p) for p in paths),
                 "tta": ",".join(cfg.get("tta") or []),
@@ -225,8 +209,9 @@ def run_ensembles_per_config(cfg: DictConfig) -> dict[str, dict[str, float]]:
     results = {}
     for i, (config, jobs) in enumerate(groups.items()):
         sub = copy.deepcopy(cfg)
-        job_cfg = os.path.join(cfg.sweep_dir, jobs[0], "resolved_config.yaml")
-        tags = dict(OmegaConf.load(job_cfg).get("tags") or {}) if os.path.isfile(job_cfg) else {}
+        first = os.path.join(cfg.sweep_dir, jobs[0])
+        configured = os.path.isfile(sweep_folder.resolved_config_path(first))
+        tags = dict(sweep_folder.resolved_config(first).get("tags") or {}) if configured else {}
         with open_dict(sub):
             sub.jobs, sub.per_config = jobs, False
             sub.tags = {**tags, **(cfg.get("tags") or {}), "medcls.config": config}

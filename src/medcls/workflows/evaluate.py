@@ -18,7 +18,10 @@ from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.tta import tta_views
+from medcls.tracking.datasets import log_partitions
+from medcls.tracking.fetch import checkpoint_to_evaluate
 from medcls.tracking.mlflow_run import (
+    config_locations,
     config_params,
     find_mlflow,
     git_commit,
@@ -42,7 +45,8 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     settings = EvalSettings.from_cfg(cfg.get("eval"))
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    task, meta = load_task(cfg.ckpt_path, channels_last=resolve_channels_last("auto", precision))
+    ckpt_path = checkpoint_to_evaluate(cfg)
+    task, meta = load_task(ckpt_path, channels_last=resolve_channels_last("auto", precision))
     task.tta = tta_views(settings.tta)  # eval.tta: views the test averages
     dm = datamodule_for_checkpoint(cfg, meta)
     check_subgroup_attributes(dm.records, settings.subgroups)
@@ -59,13 +63,16 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
         set_tags(
             mlf,
             {
+                **config_locations(cfg),  # paths and URIs: tags, not params
                 "git_commit": git_commit(os.path.dirname(__file__)),
-                "checkpoint": os.path.abspath(cfg.ckpt_path),
+                "checkpoint": os.path.abspath(ckpt_path),
                 "trained_run_id": meta.get("mlflow_run_id", ""),
                 "dataset": dm.source_name,
                 **(cfg.get("tags") or {}),
             },
         )
+        log_partitions(mlf.experiment, mlf.run_id, dm.source_name, dm.data_uri, dm.records,
+                       {cfg.split: dm.partitions[cfg.split]}, dm.class_names)  # fmt: skip
     trainer.test(task, datamodule=dm, verbose=False)
     metrics = {f"test/{k}": v for k, v in task.test_results.items()}
     out_dir, out = cfg.paths.output_dir, task.test_outputs
@@ -78,7 +85,7 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
         log_run_files(loggers, [cam_dir], "gradcam")
     print_metrics_table(
         metrics,
-        f"{os.path.basename(cfg.ckpt_path)} on {dm.source_name} ({cfg.split}, {len(dm.partitions[cfg.split])} images)",
+        f"{os.path.basename(ckpt_path)} on {dm.source_name} ({cfg.split}, {len(dm.partitions[cfg.split])} images)",
         {
             "skipped images": str(len(dm.skipped)),
             "predictions": os.path.join(out_dir, "test_predictions.csv"),

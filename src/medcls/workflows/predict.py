@@ -9,14 +9,11 @@ import torch
 from omegaconf import DictConfig
 
 from medcls.data.cache import decode_all
-from medcls.data.dataset import CachedDataset
 from medcls.data.io import IMAGE_EXTENSIONS
-from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
+from medcls.deploy.predictor import Predictor
 from medcls.evaluation.calibration import Calibration, calibration_note
 from medcls.explain.cams import write_predict_cams
-from medcls.tasks.checkpoint import load_task
-from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import write_predictions, write_skipped
 from medcls.utils.console import console
 
@@ -41,19 +38,17 @@ def list_inputs(path: str) -> list[str]:
 @torch.no_grad()
 def run_predict(cfg: DictConfig) -> str:
     """Write ``cfg.output`` and return its path."""
-    task, meta = load_task(cfg.ckpt_path)
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path)
+    task, meta = predictor.task, predictor.meta
     records = [Record(p, -1, source="input") for p in list_inputs(cfg.input)]
-    decoded = decode_all("predict", records, Preprocess(**meta["preprocess"]), cache="memory")
+    decoded = decode_all("predict", records, predictor.preprocess, cache="memory")
     if decoded.bad and cfg.on_bad_image == "error":
         raise DataError(f"cannot decode {decoded.bad[0][0]}: {decoded.bad[0][1]}")
     keep = np.flatnonzero(decoded.ok)
-    ds = CachedDataset(decoded.images, np.full(len(records), -1), keep)
-    loader = torch.utils.data.DataLoader(ds, batch_size=int(cfg.batch_size))
-    probs = predict_probs([task], loader, tta=list(cfg.get("tta") or []))["probs"]
-    # what training fitted on validation (eval.calibrate, eval.threshold), applied unchanged
-    calibration = Calibration.from_meta(meta.get("calibration"))
-    probs = calibration.apply(probs)
-    preds = calibration.predict(probs, meta.get("positive_class", 1))
+    tta = list(cfg.get("tta") or [])
+    probs = predictor.predict_prepared(decoded.images[keep], int(cfg.batch_size), tta)
+    preds = predictor.predicted_class(probs)
+    calibration = predictor.calibration
     out = os.path.abspath(cfg.output)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     write_predictions(out, [records[i] for i in keep], probs, None, meta["class_names"], preds)

@@ -27,7 +27,6 @@ as the paper did.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import subprocess
@@ -49,8 +48,9 @@ from medcls.studies.pseudo_labels import effective_threshold, select_pseudo_labe
 from medcls.studies.pseudo_rounds import print_rounds, rounds_table, write_markdown
 from medcls.tasks.checkpoint import load_task, read_checkpoint
 from medcls.tasks.inference import predict_probs
+from medcls.tracking import sweep_folder
 from medcls.tracking.artifacts import read_predictions
-from medcls.tracking.sweep import parent_run_id
+from medcls.tracking.sweep_folder import parent_run_id
 from medcls.utils.console import console
 from medcls.workflows.common import datamodule_for_checkpoint
 from medcls.workflows.ensemble import oof_predictions
@@ -142,10 +142,10 @@ def fold_checkpoints(round_dir: str) -> tuple[dict[int, str], DictConfig]:
     """``{fold: best.ckpt}`` of a round's jobs, and the first job's resolved config."""
     found: dict[int, str] = {}
     first = None
-    for cfg_path in sorted(glob.glob(os.path.join(round_dir, "*", "resolved_config.yaml"))):
-        job = OmegaConf.load(cfg_path)
+    for job_dir in sweep_folder.configured_jobs(round_dir):
+        job = sweep_folder.resolved_config(job_dir)
         first = first if first is not None else job
-        ckpt = os.path.join(os.path.dirname(cfg_path), "checkpoints", "best.ckpt")
+        ckpt = sweep_folder.checkpoint(job_dir)
         fold = int(job.data.fold)
         if fold in found:
             raise DataError(

@@ -23,7 +23,7 @@ from medcls.studies.report import (
     write_outputs,
     write_subgroups,
 )
-from medcls.tracking.sweep import parent_run_id
+from medcls.tracking.sweep_folder import parent_run_id
 from medcls.utils.console import console, print_table
 
 

@@ -32,7 +32,9 @@ from medcls.tasks.factory import create_task, create_task_model
 from medcls.tasks.inference import predict_probs
 from medcls.tracking.artifacts import write_isic_csv, write_predictions
 from medcls.tracking.class_counts import write_class_counts
+from medcls.tracking.datasets import log_partitions
 from medcls.tracking.mlflow_run import (
+    config_locations,
     config_params,
     find_mlflow,
     git_commit,
@@ -40,6 +42,7 @@ from medcls.tracking.mlflow_run import (
     run_location,
     set_tags,
 )
+from medcls.tracking.run_outputs import example_image, log_run_outputs
 from medcls.tracking.sweep import is_global_zero, is_multirun, mark_failed
 from medcls.utils.console import console, print_config_tree, print_metrics_table
 from medcls.utils.hardware import resolve_channels_last, resolve_precision
@@ -173,6 +176,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         set_tags(
             mlf,
             {
+                **config_locations(cfg),  # paths and URIs: tags, not params
                 "git_commit": git_commit(os.path.dirname(__file__)),
                 "overrides": " ".join(overrides),
                 "dataset": dm.source_name,
@@ -197,6 +201,10 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         log_run_files(
             loggers, write_class_counts(out_dir, dm.class_names, dm.labels, dm.partitions, title)
         )
+        if mlf is not None:  # the UI's Dataset column: what this run trained and was tested on
+            parts = {k: dm.partitions[k] for k in ("train", "val", "test")}
+            log_partitions(mlf.experiment, mlf.run_id, dm.source_name, dm.data_uri,
+                           dm.records, parts, dm.class_names)  # fmt: skip
 
     for note in dm.notes:
         log.warning(note)
@@ -227,11 +235,23 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         extra["best checkpoint"] = trainer.checkpoint_callback.best_model_path
         if mlf is not None:  # lets medcls-ensemble run_ids=[...] find the weights
             set_tags(mlf, {"best_checkpoint": os.path.abspath(extra["best checkpoint"])})
+        if mlf is not None and main_process and "pruned_at_epoch" not in metrics:
+            i = _example_index(dm)
+            example = None if i is None else example_image(dm.records[i], dm.decoded.images[i])
+            log_run_outputs(mlf, cfg.logger.mlflow, extra["best checkpoint"], example)
     if main_process:
         print_metrics_table(metrics, f"{cfg.run_name}: test metrics", extra, settings.level)
         if mlf is not None:
             console.print(run_location(mlf))
     return metrics
+
+
+def _example_index(dm: ClassificationDataModule) -> int | None:
+    """A record to show as the MLflow Model's input example: a test image, else any."""
+    for part in ("test", "val", "train"):
+        if len(dm.partitions[part]):
+            return int(dm.partitions[part][0])
+    return None
 
 
 def _no_validation(callback_cfg) -> dict:

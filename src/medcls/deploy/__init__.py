@@ -1,0 +1,1 @@
+"""Models that leave medcls: export, MLflow Model, predictor."""

@@ -1,0 +1,277 @@
+"""A checkpoint → one ONNX or TorchScript file: preprocessed uint8 images → class probabilities.
+
+The file holds normalisation, logit adjustment, the checkpoint's softmax temperature and the
+softmax itself, so it gives what medcls-predict writes; what it does not hold is the geometric
+preprocessing (crops, resize, grayscale), which runs on the decoded image before it and is
+stored as metadata (``medcls.preprocess``) with the class names. Before the file is put in
+place it is run on check images against PyTorch; a disagreement is a :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from medcls.data.cache import decode_all
+from medcls.data.preprocess import Preprocess
+from medcls.data.records import DataError, Record
+from medcls.evaluation.calibration import Calibration
+from medcls.tasks.checkpoint import load_task
+from medcls.tasks.classification import ClassificationTask
+from medcls.utils.console import console
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+TOLERANCE = 1e-4  # max |p_exported − p_torch| accepted
+CHECK_BATCH = 32
+# (N, 3, S, S) uint8 → (N, K) float32 probabilities
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class ExportedClassifier(nn.Module):
+    """uint8 ``(B, 3, S, S)`` → probabilities ``(B, K)`` float32.
+
+    Holds only the network and the task's buffers, not the LightningModule: tracing walks a
+    module's attributes, and Lightning's ``trainer`` raises outside a Trainer (the metrics'
+    state would be saved along too).
+    """
+
+    def __init__(self, task: ClassificationTask, temperature: float | None = None) -> None:
+        super().__init__()
+        self.net = task.model
+        self.register_buffer("mean", task.mean.detach().clone().float())
+        self.register_buffer("std", task.std.detach().clone().float())
+        self.register_buffer("logit_bias", task.logit_bias.detach().clone().float())
+        self.temperature = float(temperature or 1.0)
+        self.eval().float()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.net((images.float() - self.mean) / self.std)
+        # ABN networks return (logits, attention logits, map); the first is the prediction
+        logits = out[0] if isinstance(out, tuple) else out
+        return F.softmax((logits.float() + self.logit_bias) / self.temperature, dim=1)
+
+
+def export_metadata(meta: dict) -> dict[str, Any]:
+    """What a user of the file needs from the checkpoint's ``medcls`` section (plain values)."""
+    s = int(meta["preprocess"]["image_size"])
+    calibration = Calibration.from_meta(meta.get("calibration"))
+    note = f"uint8 RGB, N×3×{s}×{s}, after the preprocessing in medcls.preprocess; "
+    note += "probabilities per class in medcls.class_names order"
+    if calibration.temperature is not None:
+        note += f" (temperature {calibration.temperature:.4g} of medcls.calibration applied)"
+    out: dict[str, Any] = {
+        "class_names": list(meta["class_names"]),
+        "preprocess": dict(meta["preprocess"]),
+        "input": note,
+    }
+    if meta.get("calibration"):
+        out["calibration"] = dict(meta["calibration"])
+    if meta.get("mlflow_run_id"):
+        out["mlflow_run_id"] = str(meta["mlflow_run_id"])
+    return out
+
+
+def _example(image_size: int) -> torch.Tensor:
+    # batch 2: torch.export specialises sizes 0 and 1, so a batch of 1 would fix the batch axis
+    return torch.zeros((2, 3, image_size, image_size), dtype=torch.uint8)
+
+
+def _cannot_export(fmt: str, model_name: str, e: Exception) -> DataError:
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    other = "torchscript" if fmt == "onnx" else "onnx"
+    return DataError(
+        f"model {model_name!r} cannot be exported to {fmt} ({type(e).__name__}: {first}); "
+        f"try format={other}."
+    )
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The ONNX optimiser's INFO lines (a dozen per export, "Removed 105 unused nodes") off."""
+    loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def export_onnx(
+    model: ExportedClassifier, path: str, image_size: int, metadata: dict, opset: int | None
+) -> int:
+    """Write ``model`` to ``path``: input ``image`` uint8 ``(N, 3, S, S)``, output
+    ``probabilities`` ``(N, K)``, N dynamic; ``metadata`` in ``metadata_props`` as
+    ``medcls.<key>`` (strings as they are, the rest as JSON). Returns the opset written."""
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            model,
+            (_example(image_size),),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["probabilities"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=opset,
+            verbose=False,
+        )
+    proto = program.model_proto
+    for key, value in metadata.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        proto.metadata_props.add(key=f"medcls.{key}", value=text)
+    onnx.save(proto, path)
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def export_torchscript(
+    model: ExportedClassifier, path: str, image_size: int, metadata: dict
+) -> None:
+    """Trace ``model`` (uint8 ``(N, 3, S, S)`` → ``(N, K)``) to ``path``, ``metadata`` as the
+    extra file ``medcls.json``."""
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch 2.14 marks torch.jit deprecated; the format is still what C++/mobile loaders read
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+        # "converting a tensor to a Python boolean" (timm's size checks): the input is S × S by
+        # contract, so freezing those branches at S is right
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, _example(image_size))
+        torch.jit.save(traced, path, _extra_files={"medcls.json": json.dumps(metadata)})
+
+
+def onnx_runner(path: str) -> Runner:
+    """The exported ONNX file under onnxruntime (CPU)."""
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return lambda images: session.run(["probabilities"], {"image": images})[0]
+
+
+def torchscript_runner(path: str) -> Runner:
+    """The exported TorchScript file, loaded back."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+        module = torch.jit.load(path, map_location="cpu")
+
+    @torch.no_grad()
+    def run(images: np.ndarray) -> np.ndarray:
+        return module(torch.from_numpy(images)).numpy()
+
+    return run
+
+
+def reference_runner(task: ClassificationTask, meta: dict) -> Runner:
+    """What medcls-predict computes: the task's softmax, then the checkpoint's calibration."""
+    calibration = Calibration.from_meta(meta.get("calibration"))
+
+    @torch.no_grad()
+    def run(images: np.ndarray) -> np.ndarray:
+        probs = F.softmax(task(torch.from_numpy(images)).float(), dim=1).numpy()
+        return calibration.apply(probs)
+
+    return run
+
+
+def check_images(check_input: str | None, pre: Preprocess, n_random: int = 4) -> np.ndarray:
+    """uint8 ``(N, 3, S, S)``: the images of ``check_input`` decoded and preprocessed as
+    medcls-predict does, else ``n_random`` seeded random images."""
+    s = pre.image_size
+    if check_input is None:
+        return np.random.default_rng(0).integers(0, 256, (n_random, 3, s, s), dtype=np.uint8)
+    from medcls.workflows.predict import list_inputs
+
+    try:
+        paths = list_inputs(str(check_input))
+    except DataError as e:  # its message names medcls-predict's key
+        raise DataError(str(e).replace("input=", "check_input=", 1)) from None
+    records = [Record(p, -1, source="input") for p in paths]
+    decoded = decode_all("export-check", records, pre, cache="memory", progress=False)
+    if decoded.bad:
+        console.print(f"[yellow]check: skipped {len(decoded.bad)} unreadable image(s)[/]")
+    if not decoded.ok.any():
+        raise DataError(f"check_input={check_input}: none of its images could be decoded.")
+    return np.ascontiguousarray(decoded.images[decoded.ok].transpose(0, 3, 1, 2))
+
+
+def compare(reference: Runner, exported: Runner, images: np.ndarray, path: str) -> float:
+    """Max |p_exported − p_reference| over ``images`` (uint8 ``(N, 3, S, S)``), run as a batch
+    of 1 and in batches of up to :data:`CHECK_BATCH` (the batch axis must be dynamic); a
+    difference over :data:`TOLERANCE`, a wrong shape or a failure is a :class:`DataError`."""
+    batches = [images[:1]] + [
+        images[i : i + CHECK_BATCH] for i in range(0, len(images), CHECK_BATCH)
+    ]
+    diff = 0.0
+    for batch in batches:
+        want = reference(batch)
+        try:
+            got = np.asarray(exported(batch))
+        except Exception as e:  # noqa: BLE001 - any runtime failure: the file is unusable
+            raise DataError(
+                f"{path}: the exported model fails on a batch of {len(batch)} "
+                f"({type(e).__name__}: {str(e).strip()[:300]})."
+            ) from None
+        if got.shape != want.shape:
+            raise DataError(
+                f"{path}: the exported model gives {got.shape} for a batch of {len(batch)}, "
+                f"PyTorch {want.shape}."
+            )
+        d = float(np.max(np.abs(got.astype(np.float64) - want))) if got.size else 0.0
+        diff = max(diff, d if np.isfinite(d) else float("inf"))
+    if diff > TOLERANCE:
+        raise DataError(
+            f"{path}: the exported model disagrees with PyTorch: max |Δp| = {diff:.3g} > "
+            f"{TOLERANCE:g} on {len(images)} images."
+        )
+    return diff
+
+
+def default_output(ckpt_path: str, fmt: str) -> str:
+    """``<ckpt dir>/<ckpt stem>.onnx`` or ``.torchscript.pt``."""
+    return os.path.splitext(os.path.abspath(ckpt_path))[0] + FORMATS[fmt]
+
+
+def run_export(cfg: DictConfig) -> tuple[str, float]:
+    """Export ``cfg.ckpt_path`` as ``cfg.format``; return the file written and the checked
+    max |Δp|. The file appears only once it has passed the check."""
+    fmt = str(cfg.format)
+    if fmt not in FORMATS:
+        raise DataError(f"format={fmt}: use onnx or torchscript.")
+    task, meta = load_task(str(cfg.ckpt_path))
+    pre = Preprocess(**meta["preprocess"])
+    images = check_images(cfg.get("check_input"), pre)  # before exporting: bad input fails fast
+    model = ExportedClassifier(task, Calibration.from_meta(meta.get("calibration")).temperature)
+    metadata = export_metadata(meta)
+    out = os.path.abspath(str(cfg.get("output") or default_output(str(cfg.ckpt_path), fmt)))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = f"{out}.tmp"
+    try:
+        try:
+            if fmt == "onnx":
+                opset = cfg.get("opset")
+                opset = export_onnx(model, tmp, pre.image_size, metadata, opset and int(opset))
+                how, runner = f"opset {opset}, dynamic batch", onnx_runner
+            else:
+                export_torchscript(model, tmp, pre.image_size, metadata)
+                how, runner = "traced", torchscript_runner
+        except Exception as e:  # noqa: BLE001 - an exporter's failure names the model, no traceback
+            raise _cannot_export(fmt, str(meta["model"].get("name")), e) from e
+        diff = compare(reference_runner(task, meta), runner(tmp), images, out)
+        os.replace(tmp, out)
+    finally:  # a failed export or check leaves no file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    console.print(
+        f"wrote {out} ({how}); max |p_{fmt} − p_torch| = {diff:.1e} on {len(images)} images"
+    )
+    return out, diff
