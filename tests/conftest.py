@@ -8,7 +8,6 @@ by ``import conftest``: several conftest.py files share that module name.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import subprocess
 import sys
@@ -22,13 +21,10 @@ import pytest
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
 os.environ.update(OFFLINE_ENV)
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from medcls.config import CONFIG_DIR  # noqa: E402
+from medcls import api as medcls_api  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,8 +43,6 @@ TINY = [
     "eval.curves=false",
 ]
 TINY_SYNTHETIC = ["data=synthetic", "data.num_samples=100", "data.native_size=32"]
-
-_run_counter = itertools.count()
 
 # ------------------------------------------------------------------------------------ tiers
 # pyproject's addopts deselect the slow tier (``-m "not slow and not realdata"``); a later
@@ -119,27 +113,9 @@ def compose_cfg(
     config_name: str = "train",
     output_dir: str | os.PathLike | None = None,
 ) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` like ``hydra.main`` does for a single run.
-
-    The Hydra node is registered with :class:`HydraConfig` (so ``${hydra:...}`` resolves) and
-    removed from the returned config; ``hydra.runtime.output_dir`` is the configured run dir
-    (made unique), or ``output_dir``. Relative paths resolve against the current directory.
-    """
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
-    if output_dir is None:
-        base = str(cfg.hydra.run.dir)
-        output_dir = base
-        while os.path.exists(output_dir):
-            output_dir = f"{base}_{next(_run_counter)}"
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = os.path.abspath(output_dir)
-        cfg.hydra.job.name = config_name
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    """Compose ``conf/<config_name>.yaml`` like ``hydra.main`` does for a single run (the
+    Python API's :func:`medcls.api.compose`, which ``medcls.train`` & co. use)."""
+    return medcls_api.compose(config_name, overrides, output_dir)
 
 
 def train_overrides(*extra: str, cache: str | os.PathLike | None = None) -> list[str]:

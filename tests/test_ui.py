@@ -264,7 +264,8 @@ def sweep(chromium: str, helpers, workdir: Path) -> dict:
     (parent,) = [r for r in runs if r.data.tags.get("medcls.role") == "sweep"]
     children = sorted((r for r in runs if r is not parent), key=lambda r: r.info.run_name)
     assert [r.info.run_name for r in children] == ["lr0.001", "lr0.003"]
-    return {"experiment_id": exp.experiment_id, "parent": parent, "children": children}
+    return {"experiment_id": exp.experiment_id, "parent": parent, "children": children,
+            "client": client}  # fmt: skip
 
 
 @pytest.fixture
@@ -338,6 +339,23 @@ def test_ui_lists_and_compares_sweep_runs(
     assert metrics_table and all(k in metrics_table for k in shared), text[-3000:]
     row = re.search(r"optimizer\.lr (\S+) (\S+) ", text.partition("Parameters Show diff only")[2])
     assert row and {row[1], row[2]} == {"0.001", "0.003"}, text[:3000]
+
+    # A job's run page: the partitions it trained and was tested on (mlflow.log_input), and its
+    # MLflow Model; then the experiment's Models tab lists each job's model.
+    child = children[0]
+    dataset = f"{child.data.tags['dataset']}-train"
+    url = f"{base}/#/experiments/{exp_id}/runs/{child.info.run_id}"
+    text = render_until(url, [child.info.run_name, dataset, "model"], tmp_path,
+                        shots / "run_datasets_models.png", (1600, 1200))  # fmt: skip
+    digest = next(d.dataset.digest for d in child.inputs.dataset_inputs
+                  if d.dataset.name == dataset)  # fmt: skip
+    assert digest in text, text[:3000]
+    url = f"{base}/#/experiments/{exp_id}/models"
+    text = render_until(url, [c.info.run_name for c in children], tmp_path,
+                        shots / "experiment_models.png")  # fmt: skip
+    table = text.partition("Source run")[2]
+    assert table.count("model Ready") == 2, text[:3000]  # one logged model per job, READY
+    assert all(c.info.run_name in table for c in children), text[:3000]  # from its run
 
     # The files medcls logs are served (the run page's Artifacts tab reads these endpoints).
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -6,6 +6,7 @@ predict through :class:`Predictor`, so the three give the same probabilities for
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
 
 # what one image may be: a file path, an encoded image's bytes, or a decoded (H, W, 3) uint8 array
-ImageInput = str | bytes | np.ndarray
+ImageInput = str | os.PathLike | bytes | np.ndarray
 
 
 class Predictor:
@@ -45,17 +46,21 @@ class Predictor:
     def prepare(self, images: Sequence[ImageInput] | np.ndarray) -> np.ndarray:
         """Decode and preprocess each image as training did → ``(N, S, S, 3)`` uint8.
 
-        A 4-d uint8 array is a batch of ``(H, W, 3)`` RGB images.
+        A 4-d uint8 array is a batch of ``(H, W, 3)`` RGB images; one path, bytes or 3-d array
+        is a batch of one.
         """
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            images = images[None]
+        if isinstance(images, str | bytes | os.PathLike) or (
+            isinstance(images, np.ndarray) and images.ndim == 3
+        ):
+            images = [images]
         out = [self.preprocess(self._rgb(img, i))[0] for i, img in enumerate(images)]
         size = self.preprocess.image_size
         return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
 
     def _rgb(self, image: ImageInput, i: int) -> np.ndarray:
-        if isinstance(image, str | bytes):
-            return read_rgb(image, grayscale=self.preprocess.grayscale)
+        if isinstance(image, str | bytes | os.PathLike):
+            source = image if isinstance(image, bytes) else os.fspath(image)
+            return read_rgb(source, grayscale=self.preprocess.grayscale)
         arr = np.asarray(image)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise DataError(

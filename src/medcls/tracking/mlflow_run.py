@@ -38,8 +38,9 @@ def config_params(cfg: DictConfig) -> dict[str, str]:
 
 
 def config_locations(cfg: DictConfig) -> dict[str, str]:
-    """The config's paths, URIs and per-job identities: tags, not params."""
-    return {k: v for k, v in _flat_config(cfg).items() if is_location(k, v)}
+    """The config's paths, URIs and per-job identities: tags, not params (unset ones left
+    out: a tag ``ckpt_path: None`` says nothing)."""
+    return {k: v for k, v in _flat_config(cfg).items() if is_location(k, v) and v != "None"}
 
 
 def _flat_config(cfg: DictConfig) -> dict[str, str]:

@@ -27,6 +27,7 @@ from medcls.tracking.sweep_folder import parent_run_id, write_parent_run_id
 
 log = logging.getLogger(__name__)
 PARENT_ENV = "MEDCLS_MLFLOW_PARENT_RUN_ID"
+NAMED_BY_USER = {"run_name", "logger.mlflow.run_name", "experiment"}
 SWEPT_ENV = "MEDCLS_SWEPT_KEYS"  # what the sweep varies, space-separated: names its child runs
 # Launchers whose jobs all run on this machine / may run on other machines.
 LOCAL_PARALLEL_LAUNCHERS = ("hydra_joblib_launcher", "submitit_launcher.LocalLauncher")
@@ -177,7 +178,8 @@ def swept_keys(config: DictConfig) -> list[str]:
 
 def swept_run_name(default: str) -> str:
     """A sweep job's MLflow run name: the values it was given for what the sweep varies
-    (``lr=0.001 loss=focal``); ``default`` outside a multirun or for an unvaried sweep."""
+    (``lr=0.001 loss=focal``); ``default`` outside a multirun, for an unvaried sweep, or when
+    ``run_name=`` or an ``experiment=`` (whose config names its runs) is given."""
     if not is_multirun():
         return default
     hc = HydraConfig.get()
@@ -186,6 +188,8 @@ def swept_run_name(default: str) -> str:
     for line in hc.overrides.task:
         key, _, value = str(line).partition("=")
         given[key.lstrip("+~")] = value
+    if NAMED_BY_USER & given.keys():  # an experiment or run_name= names its runs itself
+        return default
     short = [k.rsplit(".", 1)[-1] for k in swept]
     parts = [
         f"{name if short.count(name) == 1 else key}={_short_value(given[key])}"
