@@ -10,6 +10,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 import medcls
@@ -41,7 +42,7 @@ print(run.metrics["test/balanced_accuracy"], run.checkpoint, run.run_id)
 model = medcls.load(run.checkpoint)
 served = medcls.load(f"runs:/{run.run_id}/model")
 tested = os.path.join(run.output_dir, "test_predictions.csv")
-paths = [line.split(",")[0] for line in open(tested).read().splitlines()[1:]]
+paths = pd.read_csv(tested)["path"].tolist()  # the run's test images
 probs = model.predict(paths)  # (N, K), columns in model.class_names order
 probs_mlflow = served.predict(paths)
 
