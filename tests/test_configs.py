@@ -33,6 +33,8 @@ ALL_OPTIONS = [(g, o) for g in TRAIN_GROUPS for o in options(g)]
 # Keys a config leaves as ??? (the user must give them).
 REQUIRED = {
     "imagefolder": ["data.root=/data/folder"],
+    "dicom": ["data.root=/data/ct"],
+    "nifti": ["data.root=/data/volumes"],
     "isic_csv": ["data.csv=gt.csv", "data.images_dir=images"],
 }
 
@@ -63,6 +65,8 @@ def test_train_config_composes_and_resolves(
             "isic_csv",
             "covid_ct",
             "combined",  # several of the above (data.sources), tests/data/test_combined.py
+            "dicom",  # CT series, tests/data/medical/test_ct_sources.py
+            "nifti",  # CT volumes, the same
         }
         assert container["data"]["name"] not in (None, "???")
     elif group in ("model", "loss", "augmentation"):

@@ -18,15 +18,18 @@ def by_class(src) -> Counter:
 
 
 def test_every_source_has_a_config(data_cfg) -> None:
-    names = {"synthetic", "imagefolder", "ham10000", "isic_csv", "covid_ct", "combined"}
+    names = {
+        *("synthetic", "imagefolder", "ham10000", "isic_csv", "covid_ct", "combined"),
+        *("dicom", "nifti"),
+    }
     assert set(SOURCES) == names
     for name in names:
         assert data_cfg(name).source == name
 
 
 def test_unknown_source(data_cfg) -> None:
-    with pytest.raises(DataError, match=r"data.source='dicom' is unknown; choose one of"):
-        load_source(data_cfg("synthetic", source="dicom"))
+    with pytest.raises(DataError, match=r"data.source='dcm' is unknown; choose one of"):
+        load_source(data_cfg("synthetic", source="dcm"))
 
 
 # -- imagefolder -------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from medcls.data.io import BadImageError, read_rgb
+from medcls.data.io import BadImageError
+from medcls.data.readers import read_image
 from medcls.data.records import Record
 from medcls.data.sources.synthetic import SCHEME, read_synthetic
 
@@ -59,7 +60,7 @@ def pixel_digest(image: np.ndarray) -> str:
 def _scan_one(path: str) -> tuple[str | None, str | None]:
     """``(digest, None)`` for a decodable image, ``(None, reason)`` otherwise."""
     try:
-        image = read_synthetic(path)[0] if path.startswith(SCHEME) else read_rgb(path)
+        image = (read_synthetic if path.startswith(SCHEME) else read_image)(path)[0]
     except FileNotFoundError:
         return None, f"{path}: file not found"
     except BadImageError as e:

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medcls.data.io import BadImageError, read_mask, read_rgb
+from medcls.data.io import BadImageError
 from medcls.data.lung_mask import VERSION as LUNG_MASK_VERSION
-from medcls.data.lung_mask import lung_field_mask
+from medcls.data.lung_mask import lung_field_mask, lung_field_mask_hu
+from medcls.data.medical.address import file_of
 from medcls.data.preprocess import Preprocess
+from medcls.data.readers import read_image, read_mask_image
 from medcls.data.records import DataError, Record
 from medcls.data.sources.synthetic import SCHEME, read_synthetic
 
@@ -76,11 +78,12 @@ def cache_key(
 
 
 def _hash_file(h, path: str) -> None:
-    """A file's identity: path, size and mtime (a replaced image or mask changes the key)."""
+    """A file's identity: path, size and mtime (a replaced image or mask changes the key); a
+    CT slice's address stands for the file that holds it."""
     h.update(path.encode())
     if not path.startswith(SCHEME):
         try:
-            st = os.stat(path)
+            st = os.stat(file_of(path))
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
         except OSError:
             h.update(b"missing")
@@ -89,15 +92,17 @@ def _hash_file(h, path: str) -> None:
 def _decode(args: tuple[Record, Preprocess, bool, str]):
     """Worker: one record → (image, mask, error, mask_error)."""
     rec, pre, load_mask, mask_source = args
+    hu = None
     try:
         if rec.path.startswith(SCHEME):
             img, mask = read_synthetic(rec.path)
             mask = mask if load_mask else None
         else:
-            img = read_rgb(rec.path, grayscale=pre.grayscale)
-            mask = read_mask(rec.mask) if load_mask and rec.mask else None
+            img, hu = read_image(rec.path, grayscale=pre.grayscale, window=pre.window)
+            mask = read_mask_image(rec.mask) if load_mask and rec.mask else None
         if load_mask and mask_source == "lung_threshold":  # computed on the full-size slice
-            mask = lung_field_mask(img)
+            # a CT slice's own HU when it has them (air < -400 HU), else the 8-bit picture
+            mask = lung_field_mask(img) if hu is None else lung_field_mask_hu(hu)
     except (BadImageError, FileNotFoundError) as e:
         return None, None, str(e), None
     if mask is not None and mask.shape[:2] != img.shape[:2]:

@@ -95,10 +95,12 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.labels = np.array([r.label for r in self.records], dtype=np.int64)
         kept = np.flatnonzero(self.decoded.ok)
         if self.skipped:
+            first = f"{self.skipped[0][0]}: {self.skipped[0][1]}"
             check_no_empty_class(
                 self.class_names,
                 [self.records[i] for i in kept],
-                f"{src.name} once {len(self.skipped)} unreadable image(s) are skipped",
+                f"{src.name} once {len(self.skipped)} unreadable image(s) are skipped (the "
+                f"first: {first})",
             )
         # images of an unknown class (data.unknown=reject) never train: they only join the test
         unknown = kept[self.labels[kept] == len(self.class_names)]

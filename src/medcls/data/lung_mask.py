@@ -17,6 +17,9 @@ wall, mediastinum). The steps, at a working size of 256 px:
 It is a fallback, not a segmentation model (Funatsu et al. used the U-Net of Hofmanninger et al.
 2020): dense consolidations touching the chest wall can be cut off, and slices without a clear
 dark lung field give no mask at all (those images then add nothing to the map loss).
+
+A slice read from DICOM or NIfTI keeps its Hounsfield units, and there step 1 splits at a
+physical value instead (:func:`lung_field_mask_hu`: air and aerated lung are below -400 HU).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ PARTLY_INSIDE = 0.1  # … or at least this share, for a lung cut by the image e
 WRAPS_BODY = 0.3  # its own hull covers less than this share of the bright body
 MIN_AREA = 0.005  # of the image: smaller dark components are noise
 SECOND_LUNG = 0.15  # of the largest lung: smaller components are not the other lung
+AIR_HU = -400.0  # HU slices: lung parenchyma and air lie below, every tissue above
+HU_RANGE = (-1000.0, 400.0)  # HU slices are put on 0..255 over this range before the steps
 
 
 def _largest(mask: np.ndarray, connectivity: int = 8) -> np.ndarray:
@@ -60,9 +65,22 @@ def _ellipse(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
-def lung_field_mask(image: np.ndarray) -> np.ndarray | None:
+def lung_field_mask_hu(hu: np.ndarray) -> np.ndarray | None:
+    """``(H, W)`` CT slice in Hounsfield units → ``(H, W)`` uint8 lung mask (0/255), or None.
+
+    The same steps as :func:`lung_field_mask`, but dark means air-filled (below
+    :data:`AIR_HU`), a physical threshold, instead of Otsu's split of an 8-bit slice, which
+    moves with the window, the scanner and how much of the slice is lung."""
+    lo, hi = HU_RANGE
+    scaled = (np.nan_to_num(np.asarray(hu, np.float64), nan=lo) - lo) / (hi - lo) * 255.0
+    gray = np.rint(np.clip(scaled, 0, 255)).astype(np.uint8)
+    return lung_field_mask(gray, threshold=(AIR_HU - lo) / (hi - lo) * 255.0)
+
+
+def lung_field_mask(image: np.ndarray, threshold: float | None = None) -> np.ndarray | None:
     """``(H, W)`` or ``(H, W, 3)`` uint8 CT slice → ``(H, W)`` uint8 lung mask (0/255), or None
-    when no lung-like dark region is found."""
+    when no lung-like dark region is found. ``threshold``: grey values at or below it are dark
+    (default: Otsu's threshold of the slice)."""
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     h, w = gray.shape
     scale = WORK_SIZE / max(h, w)
@@ -71,7 +89,10 @@ def lung_field_mask(image: np.ndarray) -> np.ndarray | None:
     g = cv2.GaussianBlur(g, (5, 5), 0)
     if int(g.max()) - int(g.min()) < 10:  # a flat image has no lungs to find
         return None
-    t, _ = cv2.threshold(g, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if threshold is None:
+        t, _ = cv2.threshold(g, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    else:
+        t = threshold
     dark = cv2.morphologyEx((g <= t).astype(np.uint8), cv2.MORPH_OPEN, _ellipse(5)) > 0
 
     body = _largest(~dark)

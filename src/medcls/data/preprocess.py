@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from medcls.data.medical.windows import Window, parse_window
 from medcls.data.records import DataError
 
 
@@ -29,6 +30,10 @@ class Preprocess:
     # (0 = off); the glaucoma signs (cup-to-disc ratio, rim) are a few pixels of a whole-fundus
     # image at 128 px, but fill a disc crop at the same size
     optic_disc_crop: float = 0.0
+    # CT sources (data=dicom, data=nifti): the window(s) that turn Hounsfield units into the
+    # 8-bit channels, ((width, level), ...) from data.window; None for 8-bit images. Stored here
+    # so the decode cache is keyed by it and a checkpoint reads new CT the way it trained.
+    window: tuple[Window, ...] | None = None
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> Preprocess:
@@ -40,6 +45,8 @@ class Preprocess:
         return asdict(self)
 
     def __post_init__(self) -> None:
+        if self.window is not None:  # a name, [width, level] or a list of those → pairs
+            object.__setattr__(self, "window", parse_window(self.window))
         if self.resize_mode not in ("center_crop", "stretch", "pad"):
             raise DataError(
                 f"data.resize_mode={self.resize_mode!r}: use center_crop, stretch or pad"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+SLICE_FRAGMENT = re.compile(r"#(frame|z)=(\d+)$")  # a CT slice address's tail (medical/address.py)
 
 
 class DataError(ValueError):
@@ -39,6 +42,12 @@ class Record:
 
     @property
     def image_id(self) -> str:
-        """File stem, as used in ISIC/HAM10000 CSVs and prediction files."""
+        """File stem, as used in ISIC/HAM10000 CSVs and prediction files; a CT slice's address
+        (``nifti:/d/vol.nii.gz#z=42``) gives the volume's stem and the slice (``vol_z42``)."""
         name = self.path.rsplit("/", 1)[-1]
-        return name.rsplit(".", 1)[0] if "." in name else name
+        m = SLICE_FRAGMENT.search(name)
+        fragment = f"_{m.group(1)}{m.group(2)}" if m else ""
+        name = name[: m.start()] if m else name
+        if name.lower().endswith(".nii.gz"):  # both extensions go
+            name = name[:-3]
+        return (name.rsplit(".", 1)[0] if "." in name else name) + fragment

@@ -16,6 +16,7 @@ from PIL import Image
 from medcls.data.dataset import CachedDataset
 from medcls.data.io import read_rgb
 from medcls.data.preprocess import Preprocess
+from medcls.data.readers import read_image
 from medcls.data.records import DataError
 from medcls.evaluation.calibration import Calibration
 from medcls.tasks.checkpoint import load_task
@@ -59,8 +60,10 @@ class Predictor:
 
     def _rgb(self, image: ImageInput, i: int) -> np.ndarray:
         if isinstance(image, str | bytes | os.PathLike):
-            source = image if isinstance(image, bytes) else os.fspath(image)
-            return read_rgb(source, grayscale=self.preprocess.grayscale)
+            if isinstance(image, bytes):
+                return read_rgb(image, grayscale=self.preprocess.grayscale)
+            pre = self.preprocess  # a path, or a CT slice's address (windowed as in training)
+            return read_image(os.fspath(image), grayscale=pre.grayscale, window=pre.window)[0]
         arr = np.asarray(image)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise DataError(

@@ -4,7 +4,8 @@ Metrics (keys ``test/<metric>``): the full set of :class:`~medcls.metrics.Classi
 the top-label ECE; for two classes the sensitivity at fixed specificities and the partial AUC;
 for every headline metric a bootstrap interval (``<metric>_ci_low`` / ``_ci_high``) that
 resamples whole groups (patients, lesions). The same again at group level (``group/``: a group's
-images' mean softmax) and per source of a combined dataset (``test/<source>/<metric>``).
+images' mean softmax), at CT series level (``series/``, when a patient has several) and per
+source of a combined dataset (``test/<source>/<metric>``).
 
 Files: predictions, per-class tables, confusion matrix, scikit-learn's classification report,
 the headline metrics with their intervals (``metrics_summary.csv``), ROC / precision–recall /
@@ -43,6 +44,7 @@ from medcls.tracking.classification_report import write_classification_report
 from medcls.tracking.curves import write_curves, write_reliability
 
 NONE = Calibration()  # nothing fitted: the argmax of the softmax as it is
+LEVELS = ("test", "series", "group")  # image (slice), CT series, group (patient, lesion)
 
 
 @dataclass
@@ -122,22 +124,38 @@ def metric_set(
 
 
 def group_level(
-    pred: Predictions, settings: EvalSettings, calibration: Calibration = NONE
+    pred: Predictions, settings: EvalSettings, calibration: Calibration = NONE, level: str = "group"
 ) -> dict[str, float]:
-    """``group/<metric>``: each group's images' mean softmax scored as one case (intervals:
-    groups resampled); empty when no image has a group."""
-    if not any(g is not None for g in pred.groups):
+    """``<level>/<metric>``: the mean softmax of each unit's images scored as one case.
+
+    ``level="group"``: units are the records' groups (patients, lesions; intervals resample
+    them). ``"series"``: units are the CT series of each patient (record attribute ``series``,
+    from ``data=dicom`` / ``data=nifti``); intervals still resample whole patients, whose series
+    are not independent. Empty when no image has such a unit, and the series level also when
+    it is the group level again (one series per patient)."""
+    if level == "series":
+        keys = [r.attributes.get("series") for r in pred.records]
+        if len(set(keys)) == len(set(pred.groups)):
+            return {}
+    else:
+        keys = pred.groups
+    if not any(k is not None for k in keys):
         return {}
-    gp, gl, _ = group_mean(np.asarray(pred.probs), np.asarray(pred.labels), pred.groups)
-    grouped = Predictions(gp, gl, [Record("", int(y)) for y in gl], pred.class_names, pred.positive)
+    gp, gl, ids = group_mean(np.asarray(pred.probs), np.asarray(pred.labels), keys)
+    parent = {k: r.group for k, r in zip(keys, pred.records, strict=True)}
+    units = [
+        Record("", int(y), parent.get(u) if level == "series" else None)
+        for u, y in zip(ids, gl, strict=True)
+    ]
+    grouped = Predictions(gp, gl, units, pred.class_names, pred.positive)
     values, _ = metric_set(grouped, settings, calibration=calibration)
-    return _prefixed("group", values)
+    return _prefixed(level, values)
 
 
 def write_summary(path: str, metrics: dict[str, float]) -> str:
-    """``metrics_summary.csv``: level (test, group), metric, value, ci_low, ci_high."""
+    """``metrics_summary.csv``: level (test, series, group), metric, value, ci_low, ci_high."""
     rows = []
-    for prefix in ("test", "group"):
+    for prefix in LEVELS:
         for name in headline_names(metrics, prefix):
             key = f"{prefix}/{name}"
             rows.append(
@@ -168,6 +186,7 @@ def evaluate(
     stored in the checkpoint (medcls-eval), applied unchanged."""
     values, cm = metric_set(pred, settings, base, calibration)
     metrics = _prefixed("test", values)
+    metrics.update(group_level(pred, settings, calibration, "series"))
     metrics.update(group_level(pred, settings, calibration))
     sources = [r.source for r in pred.records]
     by_source = source_metrics(pred.probs, pred.labels, sources, pred.class_names, pred.positive)
@@ -238,6 +257,19 @@ def source_summary(metrics: dict[str, float]) -> dict[str, str]:
     if not by_source:
         return {}
     return {"balanced accuracy by source": " · ".join(f"{n} {v:.4f}" for n, v in by_source.items())}
+
+
+def level_summary(metrics: dict[str, float]) -> dict[str, str]:
+    """The printed summary's line for the series and group levels (mean softmax per unit):
+    their balanced accuracy and AUROC; nothing when the images have no groups."""
+    names = {"series": "per series", "group": "per group (patient)"}
+    out = {}
+    for level, title in names.items():
+        if f"{level}/balanced_accuracy" in metrics:
+            auroc = metrics.get(f"{level}/auroc_positive", metrics.get(f"{level}/auroc_macro"))
+            value = f"balanced accuracy {metrics[f'{level}/balanced_accuracy']:.4f}"
+            out[title] = value + (f" · AUROC {auroc:.4f}" if auroc is not None else "")
+    return out
 
 
 def calibration_summary(metrics: dict[str, float]) -> dict[str, str]:

@@ -4,13 +4,15 @@ confusion matrix, skipped images."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from medcls.data.records import Record
 from medcls.metrics.classification import metric_safe
+from medcls.metrics.groups import group_mean
 
 
 def write_predictions(
@@ -21,9 +23,9 @@ def write_predictions(
     class_names: Sequence[str],
     preds: np.ndarray | None = None,
 ) -> str:
-    """One row per image: path, image id, group, (source,) true and predicted class,
+    """One row per image: path, image id, group, (source,) (series,) true and predicted class,
     p(class) columns. ``source`` is there when the images come from several sources
-    (``data=combined``). ``preds``: the predicted classes (default: the argmax; a decision
+    (``data=combined``), ``series`` for CT slices (``data=dicom``, ``data=nifti``). ``preds``: the predicted classes (default: the argmax; a decision
     threshold's otherwise)."""
     pred = probs.argmax(axis=1) if preds is None else preds
     df = pd.DataFrame(
@@ -35,6 +37,8 @@ def write_predictions(
     )
     if len({r.source for r in records}) > 1:
         df["source"] = [r.source for r in records]
+    if any("series" in r.attributes for r in records):  # CT slices: their series
+        df["series"] = [r.attributes.get("series") for r in records]
     if labels is not None:
         df["label"] = [class_names[i] for i in labels]
     df["prediction"] = [class_names[i] for i in pred]
@@ -44,8 +48,35 @@ def write_predictions(
     return path
 
 
+def write_unit_predictions(
+    path: str,
+    unit: str,
+    records: Sequence[Record],
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    predict: Callable[[np.ndarray], np.ndarray],
+) -> str:
+    """One row per unit (``unit="series"``: each CT series, with its patient; ``"group"``: each
+    patient): its slices' mean probabilities, the class ``predict`` gives them, the number of
+    slices. Shapes: ``records [N]``, ``probs (N, K)``."""
+    keys = [r.attributes.get("series") if unit == "series" else r.group for r in records]
+    mean, _, ids = group_mean(probs, np.zeros(len(records), np.int64), keys)
+    counts = Counter(str(k) for k in keys)
+    df = pd.DataFrame({unit: ids, "slices": [counts[i] for i in ids]})
+    if unit == "series":
+        patient_of = {str(k): r.group for k, r in zip(keys, records, strict=True)}
+        df.insert(1, "group", [patient_of[i] for i in ids])
+    df["prediction"] = [class_names[i] for i in predict(mean)]
+    for i, c in enumerate(class_names):
+        df[f"p_{c}"] = mean[:, i]
+    df.to_csv(path, index=False, float_format="%.6f")
+    return path
+
+
 # read back as text: ids like 000123 and class names like "0" must not become numbers
-TEXT_COLUMNS = dict.fromkeys(("path", "image_id", "group", "source", "label", "prediction"), str)
+TEXT_COLUMNS = dict.fromkeys(
+    ("path", "image_id", "group", "source", "series", "label", "prediction"), str
+)
 
 
 def read_predictions(path: str) -> pd.DataFrame:

@@ -184,6 +184,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
         settings.level,
     )
     for prefix, title in (
+        ("series/", "CT series level (softmax averaged per series)"),
         ("group/", "group level (softmax averaged per group)"),
         ("oof/", "out-of-fold (CV)"),
     ):

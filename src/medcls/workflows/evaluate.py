@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from medcls.evaluation import EvalSettings
 from medcls.evaluation.calibration import Calibration
-from medcls.evaluation.report import calibration_summary, source_summary
+from medcls.evaluation.report import calibration_summary, level_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.tasks.checkpoint import load_task
@@ -90,6 +90,7 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
             "skipped images": str(len(dm.skipped)),
             "predictions": os.path.join(out_dir, "test_predictions.csv"),
             **source_summary(metrics),
+            **level_summary(metrics),
             **calibration_summary(metrics),
         },
         settings.level,

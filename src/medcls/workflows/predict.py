@@ -1,4 +1,5 @@
-"""Prediction: a checkpoint on a folder or an image → CSV of per-class probabilities."""
+"""Prediction: a checkpoint on an image, a folder of images, DICOM series or NIfTI volumes →
+CSV of per-class probabilities (CT: per slice, and per series and patient)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from omegaconf import DictConfig
 from medcls.data.cache import decode_all
 from medcls.data.io import IMAGE_EXTENSIONS
 from medcls.data.records import DataError, Record
+from medcls.data.sources.ct_inputs import ct_input_records
+from medcls.data.sources.ct_labels import SliceSelection
 from medcls.deploy.predictor import Predictor
 from medcls.evaluation.calibration import Calibration, calibration_note
 from medcls.explain.cams import write_predict_cams
-from medcls.tracking.artifacts import write_predictions, write_skipped
+from medcls.tracking.artifacts import write_predictions, write_skipped, write_unit_predictions
 from medcls.utils.console import console
 
 
@@ -23,7 +26,10 @@ def list_inputs(path: str) -> list[str]:
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
-        raise DataError(f"input={path} does not exist: give an image file or a folder of images.")
+        raise DataError(
+            f"input={path} does not exist: give an image file, a folder of images, a DICOM "
+            "folder or a NIfTI volume (.nii, .nii.gz)."
+        )
     found = sorted(
         os.path.join(d, n)
         for d, _, names in os.walk(path)
@@ -31,8 +37,24 @@ def list_inputs(path: str) -> list[str]:
         if n.lower().endswith(IMAGE_EXTENSIONS)
     )
     if not found:
-        raise DataError(f"input={path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        raise DataError(
+            f"input={path} holds no images ({', '.join(IMAGE_EXTENSIONS)}), no DICOM series "
+            "and no NIfTI volumes."
+        )
     return found
+
+
+def input_records(cfg: DictConfig) -> list[Record]:
+    """``cfg.input`` as records: the slices of the DICOM series or NIfTI volumes it holds
+    (patient and series attached, ``cfg.slice_step`` / ``slice_range`` applied), else its
+    image files."""
+    selection = SliceSelection.from_cfg(cfg)
+    records, notes = ct_input_records(str(cfg.input), selection, cfg.get("group_regex"))
+    for note in notes:
+        console.print(f"[yellow]{note}[/]")
+    if records:
+        return records
+    return [Record(p, -1, source="input") for p in list_inputs(cfg.input)]
 
 
 @torch.no_grad()
@@ -40,7 +62,7 @@ def run_predict(cfg: DictConfig) -> str:
     """Write ``cfg.output`` and return its path."""
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     task, meta = predictor.task, predictor.meta
-    records = [Record(p, -1, source="input") for p in list_inputs(cfg.input)]
+    records = input_records(cfg)
     decoded = decode_all("predict", records, predictor.preprocess, cache="memory")
     if decoded.bad and cfg.on_bad_image == "error":
         raise DataError(f"cannot decode {decoded.bad[0][0]}: {decoded.bad[0][1]}")
@@ -51,8 +73,20 @@ def run_predict(cfg: DictConfig) -> str:
     calibration = predictor.calibration
     out = os.path.abspath(cfg.output)
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    write_predictions(out, [records[i] for i in keep], probs, None, meta["class_names"], preds)
+    kept = [records[i] for i in keep]
+    write_predictions(out, kept, probs, None, meta["class_names"], preds)
     console.print(f"wrote {len(keep)} predictions to {out}")
+    if any(r.group is not None for r in kept):  # CT: per series and per patient as well
+        for unit, suffix in (("series", "series"), ("group", "patients")):
+            path = write_unit_predictions(
+                f"{os.path.splitext(out)[0]}_{suffix}.csv",
+                unit,
+                kept,
+                probs,
+                meta["class_names"],
+                predictor.predicted_class,
+            )
+            console.print(f"wrote the {unit} predictions (mean over slices) to {path}")
     if calibration != Calibration():
         console.print(f"applied the checkpoint's calibration: {calibration_note(calibration)}")
     if cfg.get("cam"):  # Grad-CAM of each image's predicted class, next to the CSV

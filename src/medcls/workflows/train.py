@@ -21,7 +21,7 @@ from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings
 from medcls.evaluation.calibration import Calibration, fit_calibration
 from medcls.evaluation.logit_adjustment import adjust, fit_logit_adjustment, log_prior
-from medcls.evaluation.report import calibration_summary, source_summary
+from medcls.evaluation.report import calibration_summary, level_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.losses import create_loss
@@ -230,6 +230,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
             f"{metrics['epochs_trained']:.1f} · {metrics['fit_images_per_s']:.0f}"
         )
     extra.update(source_summary(metrics))  # data=combined: each source's balanced accuracy
+    extra.update(level_summary(metrics))  # patients (and CT series): softmax averaged per unit
     extra.update(calibration_summary(metrics))
     if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
         extra["best checkpoint"] = trainer.checkpoint_callback.best_model_path

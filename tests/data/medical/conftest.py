@@ -7,7 +7,6 @@ never by importing this module.
 
 from __future__ import annotations
 
-import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,22 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-PATIENT_NAME = "Doe^Janet"  # written into every file: it must never come out of the reader
-BIRTH_DATE = "19610203"
+from medcls.data.medical.demo import (
+    BIRTH_DATE,
+    PATIENT_NAME,
+    CtStudy,
+    grey_to_hu,
+    hu_to_stored,
+    uid,
+    write_ct,
+    write_demo_study,
+)
+
 SIZE = 64  # slices are resized to SIZE x SIZE: small files, one size per series
-
-
-def uid(*parts: object) -> str:
-    """A deterministic UID (the same tree every session)."""
-    return generate_uid(entropy_srcs=[str(p) for p in parts])
-
-
-def grey_to_hu(grey: np.ndarray) -> np.ndarray:
-    """8-bit grey → HU: 0 is air (-1000), 255 is dense bone (+400)."""
-    return grey.astype(np.float64) / 255.0 * 1400.0 - 1000.0
 
 
 def phantom(seed: int = 0) -> np.ndarray:
@@ -44,75 +40,6 @@ def phantom(seed: int = 0) -> np.ndarray:
         img[((xx - cx) / 0.15) ** 2 + ((yy - 0.48) / 0.22) ** 2 < 1] = 40
     img[((xx - 0.5) / 0.06) ** 2 + ((yy - 0.75) / 0.06) ** 2 < 1] = 240  # spine
     return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
-
-
-def hu_to_stored(hu: np.ndarray, slope: float = 1.0, intercept: float = -1024.0) -> np.ndarray:
-    """HU → unsigned 16-bit stored values (what a scanner writes)."""
-    return np.round((np.asarray(hu, np.float64) - intercept) / slope).astype(np.uint16)
-
-
-def write_ct(
-    path: str | os.PathLike,
-    stored: np.ndarray | None,
-    *,
-    patient_id: str = "P000",
-    study_uid: str | None = None,
-    series_uid: str | None = None,
-    instance: int | None = 1,
-    z: float | None = 0.0,
-    slope: float | None = 1.0,
-    intercept: float | None = -1024.0,
-    modality: str = "CT",
-    photometric: str = "MONOCHROME2",
-    shape: tuple[int, int] = (SIZE, SIZE),
-) -> Path:
-    """One DICOM file (with preamble and file meta) of ``stored`` values: ``(H, W)`` uint16, or
-    ``(F, H, W)`` for a multi-frame file; ``stored=None`` writes a header without pixel data
-    (``shape`` gives its Rows/Columns); ``slope``/``intercept`` None leave the tag out."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = uid(path)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
-    ds.PatientName = PATIENT_NAME
-    ds.PatientBirthDate = BIRTH_DATE
-    ds.PatientSex = "F"
-    ds.PatientID = patient_id
-    ds.StudyInstanceUID = study_uid or uid("study", patient_id)
-    ds.SeriesInstanceUID = series_uid or uid("series", patient_id)
-    if instance is not None:
-        ds.InstanceNumber = instance
-    if z is not None:
-        ds.ImagePositionPatient = [-160.0, -160.0, z]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.SliceLocation = z
-    ds.PixelSpacing = [0.7, 0.7]
-    if slope is not None:
-        ds.RescaleSlope = slope
-    if intercept is not None:
-        ds.RescaleIntercept = intercept
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    if stored is None:
-        ds.Rows, ds.Columns = shape
-    else:
-        stored = np.ascontiguousarray(stored, dtype=np.uint16)
-        ds.Rows, ds.Columns = stored.shape[-2:]
-        if stored.ndim == 3:
-            ds.NumberOfFrames = stored.shape[0]
-        ds.PixelData = stored.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -200,3 +127,18 @@ def ct_tree(tmp_path_factory: pytest.TempPathFactory, covid_grey: list[np.ndarra
     short.write_bytes(b"")
     tree.junk = [readme, junk, short]
     return tree
+
+
+@pytest.fixture(scope="session")
+def ct_study(tmp_path_factory, helpers) -> CtStudy:
+    """16 patients (8 per class), 22 series of 3 real COVID-CT slices as 16-bit HU DICOM with
+    PatientName and BirthDate in every header, and the same series as NIfTI volumes
+    (:func:`medcls.data.medical.demo.write_demo_study`). Skips when COVID-CT is absent."""
+    root = helpers.SHARED_DATA / "covid_ct"
+    if not (root / "CT_COVID").is_dir():
+        pytest.skip(f"COVID-CT slices not found at {root} (the CT study fixture needs them)")
+    # a name and date of its own: medcls's code (bundled in every MLflow Model) holds the
+    # demo's defaults, and the privacy test searches everything a run writes for these
+    return write_demo_study(
+        tmp_path_factory.mktemp("ct_study"), root, patient_name="Roe^Ottilie", birth_date="19470315"
+    )

@@ -269,8 +269,13 @@ def test_mismatched_series(tmp_path, ct_writer):
     with pytest.raises(DataError) as err:
         list_series(tmp_path)
     text = str(err.value)
-    assert series in text and f"{a} (8x8)" in text and f"{b} (8x6)" in text
-    assert ct_writer.PATIENT_NAME not in text
+    assert f"{a} (8x8)" in text and f"{b} (8x6)" in text
+    assert ct_writer.PATIENT_NAME not in text and series not in text  # files named, no UID
+    # skip: the series is left out, each of its files listed with the same message
+    series_found, skipped = list_series(tmp_path, odd_sizes="skip")
+    assert series_found == {}
+    assert sorted(p for p, _ in skipped) == [str(a), str(b)]
+    assert all(f"{b} (8x6)" in why for _, why in skipped)
 
 
 def test_no_pixel_data(tmp_path, ct_writer):

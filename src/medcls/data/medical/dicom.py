@@ -142,7 +142,7 @@ def _sort_key(s: DicomSlice, by_z: bool) -> tuple:
 
 
 def list_series(
-    root: str | os.PathLike,
+    root: str | os.PathLike, odd_sizes: str = "error"
 ) -> tuple[dict[str, list[DicomSlice]], list[tuple[str, str]]]:
     """Every DICOM image file under ``root`` (any depth), grouped by SeriesInstanceUID.
 
@@ -152,9 +152,10 @@ def list_series(
         one, else by InstanceNumber (then path); ``skipped`` lists ``(path, reason)`` for each
         file that is not DICOM (reason ``"not DICOM"``) or whose header cannot be read.
 
-    Raises:
-        DataError: the slices of one series disagree in size; the message names the series
-            and two files with their sizes.
+    A series whose slices disagree in size is not one volume: ``odd_sizes="error"`` stops with
+    a :class:`DataError` naming two of its files with their sizes (not the UID: no header field
+    but the patient id reaches a log); ``"skip"`` leaves
+    the series out, its files in ``skipped`` with that message.
     """
     series: dict[str, list[DicomSlice]] = {}
     skipped: list[tuple[str, str]] = []
@@ -176,16 +177,21 @@ def list_series(
                 skipped.append((path, f"{type(e).__name__}: {e}"))
                 continue
             series.setdefault(s.series_uid, []).append(s)
-    for uid, slices in series.items():
+    for uid, slices in list(series.items()):
         first = slices[0]
-        for s in slices[1:]:
-            if (s.rows, s.columns) != (first.rows, first.columns):
-                raise DataError(
-                    f"DICOM series {uid}: slices of different sizes, e.g. {first.path} "
-                    f"({first.rows}x{first.columns}) and {s.path} ({s.rows}x{s.columns}) "
-                    "(rows x columns); a series must be one volume: move the odd files out "
-                    "(a scout or a reformat exported with the same SeriesInstanceUID)"
-                )
+        odd = next((s for s in slices if (s.rows, s.columns) != (first.rows, first.columns)), None)
+        if odd is not None:
+            message = (
+                f"slices of different sizes in one series, e.g. {first.path} "
+                f"({first.rows}x{first.columns}) and {odd.path} ({odd.rows}x{odd.columns}) "
+                "(rows x columns); a series must be one volume: move the odd files out "
+                "(a scout or a reformat exported with the same SeriesInstanceUID)"
+            )
+            if odd_sizes == "error":
+                raise DataError(f"DICOM series of {first.path}: {message}")
+            skipped += [(s.path, message) for s in slices]
+            del series[uid]
+            continue
         by_z = all(s.z is not None for s in slices)
         slices.sort(key=lambda s: _sort_key(s, by_z))
     return series, skipped

@@ -86,7 +86,9 @@ def display_slice(volume: np.ndarray, z: int) -> np.ndarray:
     return volume[:, :, z].T[::-1, ::-1]
 
 
-def _slice(path: str | os.PathLike, z: int) -> np.ndarray:
+def read_slice_hu(path: str | os.PathLike, z: int) -> np.ndarray:
+    """Axial slice ``z`` of a volume → ``(H, W)`` float32 values (HU for a CT), oriented for
+    display (module docstring)."""
     volume = read_volume(path)
     depth = volume.shape[2]
     if isinstance(z, bool) or not isinstance(z, (int, np.integer)) or not 0 <= z < depth:
@@ -98,10 +100,10 @@ def read_slice_rgb(path: str | os.PathLike, z: int, windows: Any) -> np.ndarray:
     """Axial slice ``z`` of a CT volume → ``(H, W, 3)`` uint8 RGB through ``windows`` (a spec
     for :func:`~medcls.data.medical.windows.parse_window`), oriented for display (module
     docstring); ``H, W`` are the volume's Y and X sizes."""
-    return apply_window(_slice(path, z), windows)
+    return apply_window(read_slice_hu(path, z), windows)
 
 
 def read_mask_slice(path: str | os.PathLike, z: int) -> np.ndarray:
     """Axial slice ``z`` of a mask volume → ``(H, W)`` uint8, 255 where the mask is > 0.5 (any
     label of a label map), 0 elsewhere; same orientation as :func:`read_slice_rgb`."""
-    return np.where(_slice(path, z) > 0.5, 255, 0).astype(np.uint8)
+    return np.where(read_slice_hu(path, z) > 0.5, 255, 0).astype(np.uint8)

@@ -11,9 +11,11 @@ from medcls.data.records import DataError
 from medcls.data.sources.base import SourceData
 from medcls.data.sources.combined import load_combined
 from medcls.data.sources.covid_ct import load_covid_ct
+from medcls.data.sources.dicom import load_dicom
 from medcls.data.sources.ham10000 import load_ham10000
 from medcls.data.sources.imagefolder import load_imagefolder
 from medcls.data.sources.isic_csv import load_isic_csv
+from medcls.data.sources.nifti import load_nifti
 from medcls.data.sources.synthetic import load_synthetic
 
 SOURCES: dict[str, Callable[[DictConfig], SourceData]] = {
@@ -22,6 +24,8 @@ SOURCES: dict[str, Callable[[DictConfig], SourceData]] = {
     "ham10000": load_ham10000,
     "isic_csv": load_isic_csv,
     "covid_ct": load_covid_ct,
+    "dicom": load_dicom,  # CT series: DICOM files → slices in HU → windows
+    "nifti": load_nifti,  # CT volumes: .nii / .nii.gz → axial slices → windows
     "combined": load_combined,  # several of the above as one dataset
 }
 

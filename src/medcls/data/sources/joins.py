@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from medcls.data.io import read_rgb
+from medcls.data.readers import read_image
 from medcls.data.records import DataError, Record
 
 DEDUPE = ("ids", "pixels", "paths")
@@ -35,7 +35,7 @@ def pixel_digest(path: str) -> str | None:
     """Hash of the decoded RGB pixels and their shape; ``None`` if the file cannot be decoded
     (the decode step reports it later, as for any bad image)."""
     try:
-        arr = read_rgb(path)
+        arr = read_image(path)[0]
     except OSError:
         return None
     h = hashlib.blake2b(repr(arr.shape).encode(), digest_size=16)
