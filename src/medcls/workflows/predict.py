@@ -77,7 +77,10 @@ def run_predict(cfg: DictConfig) -> str:
     write_predictions(out, kept, probs, None, meta["class_names"], preds)
     console.print(f"wrote {len(keep)} predictions to {out}")
     if any(r.group is not None for r in kept):  # CT: per series and per patient as well
-        for unit, suffix in (("series", "series"), ("group", "patients")):
+        for unit, suffix, word in (
+            ("series", "series", "series"),
+            ("group", "patients", "patient"),
+        ):
             path = write_unit_predictions(
                 f"{os.path.splitext(out)[0]}_{suffix}.csv",
                 unit,
@@ -86,7 +89,7 @@ def run_predict(cfg: DictConfig) -> str:
                 meta["class_names"],
                 predictor.predicted_class,
             )
-            console.print(f"wrote the {unit} predictions (mean over slices) to {path}")
+            console.print(f"wrote the per-{word} predictions (mean over slices) to {path}")
     if calibration != Calibration():
         console.print(f"applied the checkpoint's calibration: {calibration_note(calibration)}")
     if cfg.get("cam"):  # Grad-CAM of each image's predicted class, next to the CSV
