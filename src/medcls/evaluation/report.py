@@ -262,7 +262,7 @@ def source_summary(metrics: dict[str, float]) -> dict[str, str]:
 def level_summary(metrics: dict[str, float]) -> dict[str, str]:
     """The printed summary's line for the series and group levels (mean softmax per unit):
     their balanced accuracy and AUROC; nothing when the images have no groups."""
-    names = {"series": "per series", "group": "per group (patient)"}
+    names = {"series": "per series", "group": "per group (patient, lesion)"}
     out = {}
     for level, title in names.items():
         if f"{level}/balanced_accuracy" in metrics:

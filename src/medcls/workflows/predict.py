@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from medcls.data.cache import decode_all
 from medcls.data.io import IMAGE_EXTENSIONS
+from medcls.data.readers import DEFAULT_WINDOW
 from medcls.data.records import DataError, Record
 from medcls.data.sources.ct_inputs import ct_input_records
 from medcls.data.sources.ct_labels import SliceSelection
@@ -63,6 +64,11 @@ def run_predict(cfg: DictConfig) -> str:
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     task, meta = predictor.task, predictor.meta
     records = input_records(cfg)
+    if predictor.preprocess.window is None and any(r.group is not None for r in records):
+        console.print(
+            "[yellow]this checkpoint was trained on 8-bit images (no data.window): the CT "
+            f"slices are shown to it through the {DEFAULT_WINDOW} window[/]"
+        )
     decoded = decode_all("predict", records, predictor.preprocess, cache="memory")
     if decoded.bad and cfg.on_bad_image == "error":
         raise DataError(f"cannot decode {decoded.bad[0][0]}: {decoded.bad[0][1]}")

@@ -68,7 +68,7 @@ def test_dicom_run_reports_slice_series_and_patient_metrics(dicom_run):
     # each slice carries its patient and series; a patient's series are named per patient
     assert all(s.startswith(f"{g}/series") for g, s in zip(df["group"], df["series"], strict=True))
     assert df["path"].str.startswith("dicom:").all()
-    assert "per group (patient)" in dicom_run["stdout"]
+    assert "per group (patient, lesion)" in dicom_run["stdout"]
 
 
 def test_nothing_but_the_patient_id_leaves_the_headers(dicom_run, ct_study):

@@ -287,3 +287,28 @@ def test_demo_study_command(tmp_path, capsys):
     assert main([str(tmp_path / "out"), "--covid-ct", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "nowhere: no CT_NonCOVID and CT_COVID folders" in err and "--covid-ct" in err
+
+
+def test_multi_frame_file_gives_one_record_per_frame(helpers, ct_writer, tmp_path):
+    """A multi-frame DICOM file in a class folder: a record per frame (``#frame=k``), each
+    decoded to its own frame's HU through the window."""
+    hus = [ct_writer.grey_to_hu(ct_writer.phantom(k)) for k in range(3)]
+    stored = np.stack([ct_writer.hu_to_stored(h) for h in hus])
+    path = ct_writer.write_ct(tmp_path / "ct" / "a" / "mf.dcm", stored, patient_id="P1")
+    ct_writer.write_ct(tmp_path / "ct" / "b" / "one.dcm", stored[0], patient_id="P2",
+                       series_uid=ct_writer.uid("other"))  # fmt: skip
+    cfg = dicom_cfg(
+        helpers,
+        tmp_path / "ct",
+        "data.image_size=64",
+        "data.cache=memory",
+        "data.test_partition=all",
+    )
+    src = load_source(cfg)
+    frames = [r.path for r in src.records if r.group == "P1"]
+    assert frames == [f"dicom:{path}#frame={k}" for k in range(3)]
+    dm = ClassificationDataModule(cfg)
+    dm.setup()
+    for k in range(3):
+        expected = apply_window(np.asarray(stored[k], np.float32) - 1024.0, "lung")
+        np.testing.assert_array_equal(dm.decoded.images[k], expected)
