@@ -32,12 +32,6 @@ from medcls import ui
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def option(cmd: Sequence[str], name: str) -> str:
     return cmd[list(cmd).index(name) + 1]
 
@@ -63,9 +57,9 @@ def test_default_store_is_the_one_medcls_trains_into(monkeypatch: pytest.MonkeyP
     assert ui.default_tracking_uri() == "sqlite:////srv/studies/mlflow.db"
 
 
-def test_command_line(workdir: Path) -> None:
+def test_command_line(workdir: Path, helpers) -> None:
     (workdir / "mlflow.db").touch()
-    port = free_port()
+    port = helpers.free_port()
     cmd, url = ui.build_command(["--port", str(port), "--static-prefix", "/mlflow"])
     assert cmd[1:4] == ["-m", "mlflow", "server"]
     assert option(cmd, "--backend-store-uri") == "sqlite:///mlflow.db"
@@ -271,7 +265,7 @@ def sweep(chromium: str, helpers, workdir: Path) -> dict:
 @pytest.fixture
 def ui_server(helpers, workdir: Path, sweep: dict) -> Iterator[str]:
     """``medcls-ui`` on a free loopback port of the sweep's directory; stopped in any case."""
-    port = free_port()
+    port = helpers.free_port()
     env = {**os.environ, **helpers.OFFLINE_ENV, **SERVER_ENV}
     env.pop("MLFLOW_TRACKING_URI", None)
     log_path = workdir / "medcls-ui.log"

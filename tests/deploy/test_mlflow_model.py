@@ -10,7 +10,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -152,15 +151,9 @@ def test_opt_out_leaves_only_local_files(tmp_path: Path, helpers) -> None:
 
 
 # ------------------------------------------------------------------ mlflow models serve
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_a_post(trained, helpers) -> None:
-    port = free_port()
+    port = helpers.free_port()
     env = {
         **os.environ,
         **helpers.OFFLINE_ENV,

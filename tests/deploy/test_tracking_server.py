@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -25,18 +24,12 @@ DATA = ["data=synthetic", "data.num_samples=100", "data.native_size=32"]
 QUIET = ["eval.curves=false", "++trainer.enable_progress_bar=false"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path, helpers):
     """``mlflow server`` on a free port; stopped (its whole process group) afterwards."""
     root = tmp_path / "server"
     root.mkdir()
-    port = free_port()
+    port = helpers.free_port()
     cmd = [str(helpers.BIN / "mlflow"), "server",
            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(root / "artifacts"),
