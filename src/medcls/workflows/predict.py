@@ -13,7 +13,6 @@ from medcls.data.cache import decode_all
 from medcls.data.io import IMAGE_EXTENSIONS
 from medcls.data.readers import DEFAULT_WINDOW
 from medcls.data.records import DataError, Record
-from medcls.data.sources.ct_inputs import ct_input_records
 from medcls.data.sources.ct_labels import SliceSelection
 from medcls.deploy.predictor import Predictor
 from medcls.evaluation.calibration import Calibration, calibration_note
@@ -49,6 +48,8 @@ def input_records(cfg: DictConfig) -> list[Record]:
     """``cfg.input`` as records: the slices of the DICOM series or NIfTI volumes it holds
     (patient and series attached, ``cfg.slice_step`` / ``slice_range`` applied), else its
     image files."""
+    from medcls.data.sources.ct_inputs import ct_input_records  # pydicom, nibabel: CT only
+
     selection = SliceSelection.from_cfg(cfg)
     records, notes = ct_input_records(str(cfg.input), selection, cfg.get("group_regex"))
     for note in notes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from omegaconf import DictConfig
@@ -11,12 +12,21 @@ from medcls.data.records import DataError
 from medcls.data.sources.base import SourceData
 from medcls.data.sources.combined import load_combined
 from medcls.data.sources.covid_ct import load_covid_ct
-from medcls.data.sources.dicom import load_dicom
 from medcls.data.sources.ham10000 import load_ham10000
 from medcls.data.sources.imagefolder import load_imagefolder
 from medcls.data.sources.isic_csv import load_isic_csv
-from medcls.data.sources.nifti import load_nifti
 from medcls.data.sources.synthetic import load_synthetic
+
+
+def _lazy(module: str, name: str) -> Callable[[DictConfig], SourceData]:
+    """A reader imported when first used: the CT readers bring pydicom and nibabel (0.6 s),
+    which no other run needs."""
+
+    def load(cfg: DictConfig) -> SourceData:
+        return getattr(importlib.import_module(f"medcls.data.sources.{module}"), name)(cfg)
+
+    return load
+
 
 SOURCES: dict[str, Callable[[DictConfig], SourceData]] = {
     "synthetic": load_synthetic,
@@ -24,8 +34,8 @@ SOURCES: dict[str, Callable[[DictConfig], SourceData]] = {
     "ham10000": load_ham10000,
     "isic_csv": load_isic_csv,
     "covid_ct": load_covid_ct,
-    "dicom": load_dicom,  # CT series: DICOM files → slices in HU → windows
-    "nifti": load_nifti,  # CT volumes: .nii / .nii.gz → axial slices → windows
+    "dicom": _lazy("dicom", "load_dicom"),  # CT series: DICOM files → slices in HU → windows
+    "nifti": _lazy("nifti", "load_nifti"),  # CT volumes: .nii / .nii.gz → axial slices → windows
     "combined": load_combined,  # several of the above as one dataset
 }
 
