@@ -64,5 +64,30 @@ def log_partitions(
         for part, idx in partitions.items()
         if len(idx)
     ]
-    if inputs:
+    if not inputs:
+        return
+    try:
         client.log_inputs(run_id, datasets=inputs)
+    except Exception as e:
+        if not _is_integrity_error(e):
+            raise
+        # Parallel jobs of a sweep log the same dataset (same name and digest) to one
+        # experiment: MLflow looks it up, finds nothing, and inserts it, so the slower job's
+        # insert breaks the unique key. Its transaction was rolled back; now the lookup finds
+        # the other job's row and only the run's link to it is written.
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def _is_integrity_error(error: BaseException) -> bool:
+    """True when a unique key broke somewhere in ``error``'s chain (SQLAlchemy's
+    ``IntegrityError``, however MLflow wrapped it)."""
+    from sqlalchemy.exc import IntegrityError
+
+    e: BaseException | None = error
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, IntegrityError):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
