@@ -11,6 +11,7 @@ import numpy as np
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
 from medcls.data.records import Record
+from medcls.tracking.store import caused_by
 
 CONTEXT_TAG = "mlflow.data.context"  # what MLflow's UI shows beside a dataset: train/val/test
 
@@ -83,11 +84,4 @@ def _is_integrity_error(error: BaseException) -> bool:
     ``IntegrityError``, however MLflow wrapped it)."""
     from sqlalchemy.exc import IntegrityError
 
-    e: BaseException | None = error
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, IntegrityError):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
+    return caused_by(error, lambda e: isinstance(e, IntegrityError))

@@ -42,17 +42,26 @@ class StoreLockedError(RuntimeError):
     """The MLflow store stayed locked through every retry."""
 
 
-def is_locked_error(error: BaseException) -> bool:
-    """True for SQLite's "database is locked", however MLflow/SQLAlchemy wrapped it
-    (``MlflowException`` ← ``sqlalchemy.exc.OperationalError`` ← ``sqlite3.OperationalError``)."""
+def caused_by(error: BaseException, test: Callable[[BaseException], bool]) -> bool:
+    """True when ``test`` holds for ``error`` or any exception in its chain (``__cause__``,
+    else ``__context__``): MLflow wraps the database's own errors in its own."""
     seen: set[int] = set()
     e: BaseException | None = error
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, Exception) and any(m in str(e).lower() for m in LOCKED_MESSAGES):
+        if test(e):
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+def is_locked_error(error: BaseException) -> bool:
+    """True for SQLite's "database is locked", however MLflow/SQLAlchemy wrapped it
+    (``MlflowException`` ← ``sqlalchemy.exc.OperationalError`` ← ``sqlite3.OperationalError``)."""
+    return caused_by(
+        error,
+        lambda e: isinstance(e, Exception) and any(m in str(e).lower() for m in LOCKED_MESSAGES),
+    )
 
 
 def retry_locked(

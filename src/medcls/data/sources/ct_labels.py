@@ -16,7 +16,15 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from medcls.data.records import DataError
-from medcls.data.sources.base import require_file, resolve_classes
+from medcls.data.sources.base import require_dir, require_file, resolve_classes
+
+
+def ct_root(cfg: DictConfig, what: str) -> str:
+    """``data.root`` of a CT source, which must be a folder (``what``: of DICOM files, of
+    volumes), else a message naming it and the fix."""
+    if cfg.root is None:
+        raise DataError(f"data.root is not set: give the folder {what}, data.root=/data/ct")
+    return require_dir(str(cfg.root), f"the folder {what} (data.root)", "Point data.root at it.")
 
 
 def _row(i: int) -> int:

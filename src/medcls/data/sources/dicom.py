@@ -23,9 +23,8 @@ from medcls.data.records import DataError, Record
 from medcls.data.sources.base import (
     SourceData,
     check_no_empty_class,
-    require_dir,
 )
-from medcls.data.sources.ct_labels import SliceSelection, label_units, skipped_note
+from medcls.data.sources.ct_labels import SliceSelection, ct_root, label_units, skipped_note
 
 LABEL_KEYS = {  # data.label_key → the header field it matches
     "PatientID": lambda s: s.patient_id or "",
@@ -91,10 +90,7 @@ def _check_one_folder(series: dict[str, list[DicomSlice]], root: str) -> None:
 
 
 def load_dicom(cfg: DictConfig) -> SourceData:
-    root = cfg.root
-    if root is None:
-        raise DataError("data.root is not set: give the folder of DICOM files, data.root=/data/ct")
-    root = require_dir(root, "DICOM folder (data.root)", "Point data.root at the exported series.")
+    root = ct_root(cfg, "of DICOM files")
     selection = SliceSelection.from_cfg(cfg)
     odd = "error" if cfg.get("on_bad_image") == "error" else "skip"
     series, skipped = list_series(root, odd_sizes=odd)

@@ -23,7 +23,7 @@ from medcls.data.sources.base import (
     group_from_name,
     require_dir,
 )
-from medcls.data.sources.ct_labels import SliceSelection, label_units, skipped_note
+from medcls.data.sources.ct_labels import SliceSelection, ct_root, label_units, skipped_note
 
 LABEL_KEYS = ("volume", "patient")
 
@@ -96,10 +96,7 @@ def _mask_for(path: str, shape: tuple[int, ...], mask_dir: str | None) -> str | 
 
 
 def load_nifti(cfg: DictConfig) -> SourceData:
-    root = cfg.root
-    if root is None:
-        raise DataError("data.root is not set: give the folder of .nii.gz volumes")
-    root = require_dir(root, "NIfTI folder (data.root)", "Point data.root at the volumes.")
+    root = ct_root(cfg, "of NIfTI volumes (.nii, .nii.gz)")
     selection = SliceSelection.from_cfg(cfg)
     mask_dir = cfg.get("mask_dir")
     if mask_dir:
