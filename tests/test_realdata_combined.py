@@ -1,7 +1,8 @@
-"""Smoke test on real data (skipped when ../shared/data is absent): ``data=combined`` of the
-EyePACS-AIROGS fundus photos and a capped second view of the same folder, mapped onto shared
-class names, with Grad-CAM overlays; then ``medcls-predict cam=true`` on one photo. 64 px,
-ResNet-10t from scratch, 1 epoch: it checks the plumbing on real files, not a result."""
+"""Smoke test on real data (skipped when ../shared/data is absent): ``data=combined`` of two
+halves of the EyePACS-AIROGS fundus photos (the second capped) and a second view of the first
+half (its copies are dropped: one record per image), mapped onto shared class names, with
+Grad-CAM overlays; then ``medcls-predict cam=true`` on one photo. 64 px, ResNet-10t from
+scratch, 1 epoch: it checks the plumbing on real files, not a result."""
 
 from __future__ import annotations
 
@@ -22,8 +23,21 @@ pytestmark = [
 ]
 
 
+def halves(dst: Path) -> tuple[Path, Path]:
+    """``dst/a`` and ``dst/b``: links to the first and second half of each class's photos."""
+    for c in ("NRG", "RG"):
+        photos = sorted((GLAUCOMA / c).iterdir())
+        for half, part in (("a", photos[: len(photos) // 2]), ("b", photos[len(photos) // 2 :])):
+            (dst / half / c).mkdir(parents=True, exist_ok=True)
+            for p in part:
+                (dst / half / c / p.name).symlink_to(p)
+    return dst / "a", dst / "b"
+
+
 def test_airogs_combined_with_a_capped_view_and_gradcam(tmp_path, helpers, cache_dir) -> None:
     uri = helpers.sqlite_uri(tmp_path / "combined.db")
+    first, second = halves(tmp_path / "halves")
+    n_first = sum(1 for _ in first.rglob("*.*"))
     proc = helpers.run_cli(
         "medcls-train",
         [
@@ -31,12 +45,15 @@ def test_airogs_combined_with_a_capped_view_and_gradcam(tmp_path, helpers, cache
             "data.classes=[normal,glaucoma]",
             "data.crop_black_border=true",
             "+data@data.sources.airogs=glaucoma",
-            f"data.sources.airogs.root={GLAUCOMA}",
+            f"data.sources.airogs.root={first}",
             "+data.sources.airogs.class_map={NRG: normal, RG: glaucoma}",
             "+data@data.sources.view2=glaucoma",
-            f"data.sources.view2.root={GLAUCOMA}",
+            f"data.sources.view2.root={second}",
             "+data.sources.view2.class_map={NRG: normal, RG: glaucoma}",
             "+data.sources.view2.max_per_class=40",
+            "+data@data.sources.again=glaucoma",  # the same files as airogs
+            f"data.sources.again.root={first}",
+            "+data.sources.again.class_map={NRG: normal, RG: glaucoma}",
             "data.image_size=64",
             "model.name=resnet10t",
             "trainer.max_epochs=1",
@@ -53,6 +70,8 @@ def test_airogs_combined_with_a_capped_view_and_gradcam(tmp_path, helpers, cache
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "balanced accuracy by source" in proc.stdout
     assert "appear in more than one source" in proc.stdout + proc.stderr
+    dropped = f"{n_first} image(s) of source 'again' are copies of images of source 'airogs'"
+    assert dropped in proc.stdout + proc.stderr
 
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("combined_smoke").experiment_id])
@@ -66,7 +85,8 @@ def test_airogs_combined_with_a_capped_view_and_gradcam(tmp_path, helpers, cache
         )
         assert {"sensitivity", "specificity"} <= set(mine)
     n_test = m["test/airogs/images"] + m["test/view2/images"]
-    assert m["test/view2/images"] < m["test/airogs/images"]  # 80 of 620 images are view2's
+    assert m["test/view2/images"] < m["test/airogs/images"]  # 80 of 350 images are view2's
+    assert "test/again/images" not in m  # all its images are airogs's, kept once
 
     (out,) = [p.parent for p in tmp_path.glob("outputs/train/runs/*/test_predictions.csv")]
     test = pd.read_csv(out / "test_predictions.csv")
@@ -74,6 +94,7 @@ def test_airogs_combined_with_a_capped_view_and_gradcam(tmp_path, helpers, cache
     assert len(test) == n_test and set(test["source"]) == {"airogs", "view2"}
     assert set(test["label"]) == {"normal", "glaucoma"}
     assert not set(test["path"]) & set(val["path"])  # a file listed twice stays in one partition
+    assert not test["path"].duplicated().any() and not val["path"].duplicated().any()
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "gradcam")}
     assert len(artifacts) == 6 + 1 and "gradcam/overview.png" in artifacts
 
@@ -102,8 +123,8 @@ def test_ham10000_with_an_isic2019_copy_keeps_each_lesion_in_one_partition(
 ) -> None:
     """HAM10000 (the session's lesion subset) + an ISIC-2019-layout copy (other paths, same
     image ids, ISIC 2019's upper-case columns, no metadata) of the first image of every other
-    lesion: every lesion seen in the val or test predictions has all its images there, the HAM
-    originals and the copies, so none of it is in train."""
+    lesion: the copies are the HAM images again, so each image is one record (HAM's), and every
+    lesion seen in the val or test predictions has all its images there, so none is in train."""
     import shutil
 
     from medcls.workflows.train import run_train
@@ -144,14 +165,13 @@ def test_ham10000_with_an_isic2019_copy_keeps_each_lesion_in_one_partition(
         out = Path(cfg.paths.output_dir)
         run_train(cfg)
     lesion_of = dict(zip(subset["image_id"], subset["lesion_id"], strict=True))
-    images = subset["lesion_id"].value_counts() + copied["lesion_id"].value_counts().reindex(
-        subset["lesion_id"].unique(), fill_value=0
-    )
+    images = subset["lesion_id"].value_counts()  # the copies add no image: one record each
     seen = {}
     for part in ("val", "test"):
         preds = pd.read_csv(out / f"{part}_predictions.csv")
         lesions = preds["path"].map(lambda p: lesion_of[Path(p).stem])
-        assert set(preds["source"]) == {"ham10000", "isic2019"}
+        assert preds["path"].map(lambda p: Path(p).is_relative_to(HAM)).all()  # HAM's copies
+        assert not preds["path"].map(lambda p: Path(p).stem).duplicated().any()
         for lesion, n in lesions.value_counts().items():
             assert n == images[lesion], (part, lesion, n, images[lesion])
             assert seen.setdefault(lesion, part) == part

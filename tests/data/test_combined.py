@@ -150,8 +150,11 @@ def test_the_same_files_in_two_sources_never_cross_partitions(helpers, roots) ->
             ["data=combined", f"data.sources=[{{name: v1, {view}}}, {{name: v2, {view}}}]"]
         ).data
     )
-    paths = Counter(r.path for r in src.records)
-    assert max(paths.values()) == 2 and any("more than one source" in n for n in src.notes)
+    files = {str(p) for p in roots["a"].rglob("*.jpg")}
+    assert sorted(r.path for r in src.records) == sorted(files)  # each file once, not twice
+    assert {r.source for r in src.records} == {"v1"}  # the first source's copy is kept
+    assert any("more than one source" in n for n in src.notes)
+    assert any(f"{len(files)} image(s) of source 'v2' are copies" in n for n in src.notes)
     parts = make_splits(src.records, src.class_names, val_fraction=0.25, test_fraction=0.25, seed=0)
     where = {}
     for name, idx in parts.items():
@@ -275,11 +278,13 @@ def test_ham10000_and_its_isic2019_copy_keep_each_lesion_in_one_partition(
     negative control: it lets lesions cross."""
     lesion_of = ham_lesions(ham) | isic2019_copy(ham, tmp_path, rename=False, metadata=metadata)
     src = ham_plus_isic(helpers, ham, tmp_path)
-    assert Counter(r.source for r in src.records) == {"ham10000": 60, "isic2019": 30}
+    # the 30 copies are the same images as 30 HAM records: one record each (HAM's, listed first)
+    assert Counter(r.source for r in src.records) == {"ham10000": 60}
     assert any("30 image(s) or lesion(s) appear in more than one source" in n for n in src.notes)
     for split in ({}, {"fold": 1, "num_folds": 3}):
         assert not lesions_crossing(src, lesion_of, **split)
     leaky = ham_plus_isic(helpers, ham, tmp_path, "data.dedupe=paths")
+    assert Counter(r.source for r in leaky.records) == {"ham10000": 60, "isic2019": 30}
     assert lesions_crossing(leaky, lesion_of)
 
 
@@ -288,6 +293,34 @@ def test_renamed_copies_are_joined_by_their_pixels(helpers, ham, tmp_path) -> No
     assert lesions_crossing(ham_plus_isic(helpers, ham, tmp_path), lesion_of)  # ids cannot see it
     src = ham_plus_isic(helpers, ham, tmp_path, "data.dedupe=pixels")
     assert not lesions_crossing(src, lesion_of)
+    assert Counter(r.source for r in src.records) == {"ham10000": 60}  # renamed copies dropped
+
+
+def test_every_image_is_one_record_in_one_partition(helpers, ham, tmp_path) -> None:
+    """HAM10000 + an ISIC 2019 copy of one image per lesion and 3 ISIC-only images: the
+    records are the union of the two sources' image ids, each once, and no partition (holdout or
+    a fold's) holds an image twice."""
+    import shutil
+
+    isic2019_copy(ham, tmp_path, rename=False, metadata=False)
+    truth = (tmp_path / "GroundTruth.csv").read_text().splitlines()
+    for k in range(3):  # images only ISIC has
+        shutil.copy(next((ham / "images").glob("*.jpg")), tmp_path / "images" / f"ONLY_{k}.jpg")
+        truth.append(
+            ",".join([f"ONLY_{k}", *("1.0" if c == "NV" else "0.0" for c in ISIC2019_COLUMNS)])
+        )
+    (tmp_path / "GroundTruth.csv").write_text("\n".join(truth) + "\n")
+    ham_ids = set(ham_rows(ham)["image_id"])
+    isic_ids = {line.split(",")[0] for line in truth[1:]}
+    src = ham_plus_isic(helpers, ham, tmp_path)
+    ids = [r.image_id for r in src.records]
+    assert len(ids) == len(ham_ids | isic_ids) == len(ham_ids) + 3
+    assert set(ids) == ham_ids | isic_ids
+    assert {r.image_id for r in src.records if r.source == "isic2019"} == isic_ids - ham_ids
+    for split in ({}, {"fold": 0, "num_folds": 3}):
+        parts = make_splits(src.records, src.class_names, seed=0, **split)
+        seen = [src.records[i].image_id for idx in parts.values() for i in idx]
+        assert len(seen) == len(set(seen)) == len(ids)
 
 
 def test_one_image_with_two_labels_across_sources_names_both(helpers, ham, tmp_path) -> None:

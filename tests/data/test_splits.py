@@ -269,3 +269,16 @@ def test_folds_on_an_official_split_that_crosses_are_refused() -> None:
         make_splits(recs, ["x", "y"], fold=0, num_folds=2, seed=0)
     parts = make_splits(recs, ["x", "y"], fold=0, num_folds=2, seed=0, use_official_split=False)
     assert_no_shared_group(parts, group_ids(recs))
+
+
+def test_carved_test_part_is_the_same_with_and_without_folds() -> None:
+    """An official val list and no test list (COVID-CT-like): the test part medcls carves is the
+    same for fold=None and every fold=k, so a fold ensemble and medcls-eval score exactly the
+    images each fold model held out (it once depended on the fold)."""
+    recs = official_records(with_val=True, with_test=False)
+    holdout = make_splits(recs, CLASSES, test_fraction=0.2, seed=3)["test"]
+    assert len(holdout) > 0
+    for fold in range(3):
+        parts = make_splits(recs, CLASSES, fold=fold, num_folds=3, test_fraction=0.2, seed=3)
+        np.testing.assert_array_equal(parts["test"], holdout)
+        assert_partition_of(parts, len(recs))

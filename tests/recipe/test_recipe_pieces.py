@@ -100,13 +100,12 @@ def test_tau_is_tuned_for_balanced_accuracy_on_validation() -> None:
     labels = np.repeat(np.arange(K), [200, 200, 200])  # validation: every class
     # logits = evidence for the true class + the training prior's pull (a biased classifier)
     logits = rng.normal(0, 1.0, (600, K)) + 1.5 * np.eye(K)[labels] + np.log(counts / counts.sum())
-    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    tau = choose_tau(probs, labels, log_prior(counts))
+    tau = choose_tau(logits, labels, log_prior(counts))  # (N, K): one view's logits
     assert 0.5 <= tau <= 1.5  # the pull it must undo is exactly 1 · log π
-    unbiased = np.exp(logits - np.log(counts / counts.sum()))
-    assert choose_tau(unbiased / unbiased.sum(1, keepdims=True), labels, log_prior(counts)) < 0.5
+    unbiased = logits - np.log(counts / counts.sum())
+    assert choose_tau(unbiased[:, None, :], labels, log_prior(counts)) < 0.5  # (N, V=1, K)
     assert fit_logit_adjustment("tuned", counts, None, None) == (1.0, "no validation images: τ = 1")
-    assert fit_logit_adjustment("0.7", counts, probs, labels) == (0.7, "set")
+    assert fit_logit_adjustment("0.7", counts, logits, labels) == (0.7, "set")
     assert parse_logit_adjustment("none") == ("fixed", 0.0)
     with pytest.raises(DataError, match="eval.logit_adjustment='tunned'"):
         parse_logit_adjustment("tunned")

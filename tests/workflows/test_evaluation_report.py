@@ -188,31 +188,41 @@ def calibrated(tmp_path_factory, helpers) -> dict:
 
 
 def test_temperature_and_threshold_are_fitted_on_validation_and_kept(calibrated) -> None:
+    """Recomputed from the kept model's own validation logits (``val_logits.npz``): the
+    temperature minimises the NLL of ``softmax(log p / T)``, the threshold is the rule's on the
+    tempered probabilities, which ``val_predictions.csv`` shows; test keeps both unchanged."""
     import torch
 
     from medcls.evaluation.calibration import apply_temperature, choose_threshold, fit_temperature
+    from medcls.evaluation.oof import read_val_logits
+    from medcls.evaluation.probability import view_probs
 
     meta = torch.load(calibrated["ckpt"], map_location="cpu", weights_only=True)["medcls"]
     cal = meta["calibration"]
+    fold = read_val_logits(calibrated["out"] / "val_logits.npz")
+    tau = meta.get("logit_adjustment", {}).get("tau", 0.0)  # (recipe=default tunes it)
+    raw = view_probs(fold.logits, -tau * fold.logp_prior)  # the model's probability, untempered
+    assert cal["temperature"] == pytest.approx(fit_temperature(raw, fold.labels), rel=1e-3)
     val = read_predictions(calibrated["out"] / "val_predictions.csv")
     probs = val[["p_NRG", "p_RG"]].to_numpy()
+    np.testing.assert_allclose(probs, apply_temperature(raw, cal["temperature"]), atol=2e-6)
     labels = (val["label"] == "RG").to_numpy().astype(int)
-    assert cal["temperature"] == pytest.approx(fit_temperature(probs, labels), rel=1e-3)
-    calibrated_val = apply_temperature(probs, cal["temperature"])[:, 1]
     assert cal["threshold"] == pytest.approx(
-        choose_threshold(calibrated_val, labels == 1, "sensitivity@0.9"), abs=1e-4
+        choose_threshold(probs[:, 1], labels == 1, "sensitivity@0.9"), abs=1e-4
     )
-    # test: the threshold from validation, unchanged
+    # test: the threshold from validation, unchanged; the CSV shows tempered probabilities
     test = read_predictions(calibrated["out"] / "test_predictions.csv")
-    tp = apply_temperature(test[["p_NRG", "p_RG"]].to_numpy(), cal["temperature"])[:, 1]
+    tp = test["p_RG"].to_numpy()
     y = (test["label"] == "RG").to_numpy()
     m = calibrated["metrics"]
     assert m["test/decision_threshold"] == pytest.approx(cal["threshold"])
-    assert m["test/sensitivity_at_threshold"] == pytest.approx((tp[y] >= cal["threshold"]).mean())
+    assert m["test/sensitivity_at_threshold"] == pytest.approx(
+        (tp[y] >= cal["threshold"]).mean(), abs=1e-4
+    )
+    assert list(test["prediction"]) == list(np.where(tp >= cal["threshold"], "RG", "NRG"))
 
 
 def test_eval_and_predict_apply_the_checkpoints_calibration(helpers, calibrated, workdir) -> None:
-    from medcls.evaluation.calibration import apply_temperature
     from medcls.workflows.predict import run_predict
 
     cfg = helpers.compose_cfg(
@@ -225,7 +235,6 @@ def test_eval_and_predict_apply_the_checkpoints_calibration(helpers, calibrated,
                 "test/ece_calibrated", "test/decision_threshold", "test/temperature"):  # fmt: skip
         assert got[key] == pytest.approx(calibrated["metrics"][key], abs=1e-6), key
 
-    meta_t = calibrated["metrics"]["test/temperature"]
     threshold = calibrated["metrics"]["test/decision_threshold"]
     test = read_predictions(calibrated["out"] / "test_predictions.csv")
     cfg = helpers.compose_cfg(
@@ -233,7 +242,8 @@ def test_eval_and_predict_apply_the_checkpoints_calibration(helpers, calibrated,
         config_name="predict",
     )
     pred = read_predictions(run_predict(cfg)).set_index("path").loc[test["path"]]
-    expected = apply_temperature(test[["p_NRG", "p_RG"]].to_numpy(), meta_t)
-    np.testing.assert_allclose(pred[["p_NRG", "p_RG"]].to_numpy(), expected, atol=1e-4)
+    # medcls-predict gives the very probabilities (tempered) and decisions the test reported
+    expected = test[["p_NRG", "p_RG"]].to_numpy()
+    np.testing.assert_allclose(pred[["p_NRG", "p_RG"]].to_numpy(), expected, atol=1e-5)
     called = np.where(pred["p_RG"].to_numpy() >= threshold, "RG", "NRG")
-    assert list(pred["prediction"]) == list(called)
+    assert list(pred["prediction"]) == list(called) == list(test["prediction"])

@@ -204,7 +204,15 @@ def test_abn_network_exports(tmp_path) -> None:
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     images = check_images(None, Preprocess(image_size=32), n_random=3)
     run = lambda x: session.run(None, {"image": x})[0]  # noqa: E731
-    assert compare(reference_runner(task, {}), run, images, path) < 1e-4
+    assert (
+        compare(
+            reference_runner(task, {"preprocess": {"image_size": 32}, "class_names": ["a", "b"]}),
+            run,
+            images,
+            path,
+        )
+        < 1e-4
+    )
 
 
 def test_export_config_composes(workdir, helpers) -> None:

@@ -23,6 +23,12 @@ class MedclsOptunaSweeperConf:
     n_trials: int = 20
     n_jobs: int = 1  # trials per batch, launched together by hydra/launcher
     max_failure_rate: float = 0.0  # failed trials per batch before the session stops
+    # seconds between the heartbeats of each running trial (with a storage; null: none, and
+    # trials a killed session leaves RUNNING stay so); a resumed session stores as FAIL and runs
+    # again the trials whose heartbeat stopped grace_period seconds ago (null: 2 intervals), and
+    # leaves those of a session still running alone
+    heartbeat_interval: Any = 60
+    grace_period: Any = None
     params: dict[str, Any] = field(default_factory=dict)  # the search space
 
 

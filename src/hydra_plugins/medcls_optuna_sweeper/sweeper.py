@@ -5,7 +5,9 @@ joblib, submitit, ...) with the suggested values as overrides plus the trial's i
 (``++optuna.trial``, ``++optuna.study``, ``++optuna.storage``: the job reports its epochs there
 and stops when pruned, ``medcls.workflows.optuna_trial``), then told: COMPLETE with the job's
 return value, PRUNED when the job was pruned, FAIL when it raised. Rerunning the same command
-resumes the stored study. The session's result goes to ``<sweep dir>/optimization_results.yaml``.
+resumes the stored study; the trials a killed session left RUNNING (their heartbeat stopped) are
+stored as FAIL and run again first. The session's result goes to
+``<sweep dir>/optimization_results.yaml``.
 """
 
 import logging
@@ -38,6 +40,8 @@ class MedclsOptunaSweeper(Sweeper):
         n_jobs: int = 1,
         max_failure_rate: float = 0.0,
         params: dict | None = None,
+        heartbeat_interval: int | None = 60,
+        grace_period: int | None = None,
     ) -> None:
         self.sampler, self.seed = str(sampler), seed
         self.sampler_kwargs = dict(sampler_kwargs or {})
@@ -46,6 +50,7 @@ class MedclsOptunaSweeper(Sweeper):
         self.n_trials, self.n_jobs = int(n_trials), max(1, int(n_jobs))
         self.max_failure_rate = float(max_failure_rate)
         self.params = dict(params or {})
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -56,44 +61,26 @@ class MedclsOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        import optuna
-
         from medcls.studies import optuna_search as search
 
         lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         distributions, fixed = search.search_space(lines)
-        storage = search.absolute_storage(self.storage)
-        search.check_pruning_storage(self.pruner, storage)
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=storage,
-            direction=self.direction,
-            load_if_exists=True,
-            pruner=search.create_pruner(self.pruner, **self.pruner_kwargs),
-        )
-        stored = study.get_trials(deepcopy=False)
-        seed = search.session_seed(self.seed, len(stored))
-        study.sampler = search.create_sampler(
-            self.sampler, seed, distributions, **self.sampler_kwargs
-        )
+        study, storage, url = self._open_study(distributions)
         n_trials = self.n_trials
         if self.sampler == "grid":  # each combination once, across sessions
-            n_trials = min(n_trials, search.grid_left(distributions, stored))
-        log.info(
-            "Optuna study %r in %s: %d trial(s) stored, %d more; sampler %s (seed %s), "
-            "pruner %s", study.study_name, storage, len(stored), n_trials, self.sampler, seed,
-            self.pruner,
-        )  # fmt: skip
+            n_trials = min(n_trials, search.grid_left(distributions, study.get_trials()))
+        log.info("%d trial(s) to run in this session", n_trials)
         job = 0
         while n_trials > 0:
             batch = min(n_trials, self.n_jobs)
-            trials = [study.ask() for _ in range(batch)]
+            trials = [search.ask(study, storage) for _ in range(batch)]
             overrides = [
                 (*search.trial_overrides(t, distributions, fixed),
-                 *search.identity_overrides(t.number, study.study_name, storage))
+                 *search.identity_overrides(t.number, study.study_name, url))
                 for t in trials
             ]  # fmt: skip
-            returns = self.launcher.launch(overrides, initial_job_idx=job)
+            with search.heartbeat(study, storage, [t.number for t in trials]):
+                returns = self.launcher.launch(overrides, initial_job_idx=job)
             job += len(returns)
             try:
                 failed = [
@@ -107,6 +94,48 @@ class MedclsOptunaSweeper(Sweeper):
                 self._save(study)
                 failed[0].return_value  # noqa: B018  (raises the job's own error)
         self._save(study)
+
+    def _open_study(self, distributions: dict):
+        """The stored study (created or resumed) with this session's sampler, after the trials
+        a killed session left RUNNING were marked FAIL and queued again; its storage and URL."""
+        import optuna
+
+        from medcls.studies import optuna_search as search
+
+        url = search.absolute_storage(self.storage)
+        search.check_pruning_storage(self.pruner, url)
+        storage = search.open_storage(url, self.heartbeat_interval, self.grace_period)
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            direction=self.direction,
+            load_if_exists=True,
+            pruner=search.create_pruner(self.pruner, **self.pruner_kwargs),
+        )
+        failed, live = search.fail_stale_trials(study, storage)
+        if failed:
+            log.warning(
+                "trial(s) %s: left RUNNING by a killed session, now FAIL; run again first",
+                failed,
+            )
+        if live:
+            log.info("trial(s) %s: RUNNING in another session, left to it", live)
+        stored = study.get_trials(deepcopy=False)
+        # a grid's points are numbered in the order its seed shuffles them: the same seed in
+        # every session, or a resumed session would repeat points and skip others
+        seed = (
+            (self.seed or 0)
+            if self.sampler == "grid"
+            else search.session_seed(self.seed, len(stored))
+        )
+        study.sampler = search.create_sampler(
+            self.sampler, seed, distributions, **self.sampler_kwargs
+        )
+        log.info(
+            "Optuna study %r in %s: %d trial(s) stored; sampler %s (seed %s), pruner %s",
+            study.study_name, url, len(stored), self.sampler, seed, self.pruner,
+        )  # fmt: skip
+        return study, storage, url
 
     def _tell(self, study, trial, ret) -> bool:
         """Record one finished job in its trial; False when the job failed."""

@@ -8,6 +8,12 @@ epochs that fit, then the steps of a last, partial one that still fit with its v
 no budget is left unused); a step-planned schedule (``scheduler=onecycle``) is stretched or
 shortened to end with the last planned step, so the learning rate still anneals when time ends
 training.
+
+The plan is the run's epoch count for everything that reads ``trainer.max_epochs``: the per-epoch
+loss weights (the scheduled ABN loss's α) end with it. A resumed run continues the budget, as
+Lightning's own ``max_time`` timer does: the checkpoint carries the time spent and the epoch
+timings, and the run is planned again from them before its first epoch, counting the epochs
+already done.
 """
 
 from __future__ import annotations
@@ -66,6 +72,41 @@ class TimeBudget(pl.Callback):
         self.planned: int | None = None  # epochs (the last may be partial)
         self.planned_steps: int | None = None
         self._val_s = self._val_images = 0.0
+        self._session_started = self.started  # this process's start (``started``: the run's)
+        self._earlier: dict = {}  # what a resumed checkpoint carried (see :meth:`state_dict`)
+
+    # -- resuming -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue the budget (saved in every checkpoint):
+        seconds since the run's start, training seconds and the training batches they timed,
+        the last validation's timing and the plan."""
+        if not hasattr(self, "fit_start"):
+            return {}
+        return {
+            "elapsed_s": time.time() - self.started,
+            "train_s": self._train_s(),
+            "timed_steps": self._done - self._untimed,
+            "val_s": self._val_s,
+            "val_images": self._val_images,
+            "planned": self.planned,
+            "planned_steps": self.planned_steps,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A resumed run: the budget counts the earlier sessions' time (as Lightning's own
+        ``max_time`` timer does, which would otherwise stop the run mid-plan)."""
+        self._earlier = dict(state_dict or {})
+        if self._earlier:
+            self.started = self._session_started - float(self._earlier["elapsed_s"])
+            self._val_s = float(self._earlier["val_s"])
+            self._val_images = float(self._earlier["val_images"])
+            self.planned = self._earlier["planned"]
+            self.planned_steps = self._earlier["planned_steps"]
+
+    def _train_s(self) -> float:
+        """Training seconds (validation included) of the timed batches, earlier sessions'
+        too."""
+        return float(self._earlier.get("train_s", 0.0)) + time.time() - self.fit_start
 
     # -- measuring ----------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -74,21 +115,44 @@ class TimeBudget(pl.Callback):
         )
         self.fit_start = time.time()
         self._step_start: float | None = None
-        self._done = 0  # training batches so far
+        self._first_epoch: int | None = None  # this session's first (> 0 when resumed)
+        batches = max(1, trainer.num_training_batches)
+        # training batches so far (a resumed run's from its checkpoint: at the start, its
+        # current_epoch may still be that of the epoch the checkpoint ended)
+        self._done = _batches_done(trainer)
+        # batches done before this session whose time no checkpoint carried
+        self._untimed = max(0, self._done - int(self._earlier.get("timed_steps", 0)))
+        if self._earlier.get("timed_steps") and self._done > self._untimed:
+            # resumed: plan before the first epoch starts, so that whatever reads
+            # trainer.max_epochs at its start (the ABN α) sees the plan, not the cap
+            epoch_s = self._train_s() * batches / (self._done - self._untimed)
+            self._plan(trainer, epoch_s, self._done / batches, self._per_image_eval())
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.current_epoch == 0 and batch_idx == 1:  # the first step carries warm-up
-            self._step_start = time.time()
+        if self._first_epoch is None:
+            self._first_epoch = trainer.current_epoch
+        if trainer.current_epoch == self._first_epoch and batch_idx == 1:
+            self._step_start = time.time()  # the first step carries warm-up
 
     def _first_plan(self, trainer, batch, batch_idx: int) -> None:
-        if trainer.current_epoch == 0 and batch_idx == self.first_plan_step and self._step_start:
+        """A plan from the speed of this session's first steps, when there is none yet (a
+        new run, or one resumed from a checkpoint that carried no timings)."""
+        if (
+            self.planned is None
+            and trainer.current_epoch == self._first_epoch
+            and batch_idx == self.first_plan_step
+            and self._step_start
+        ):
             per_step = (time.time() - self._step_start) / batch_idx  # steps 1..batch_idx
             batches = max(1, trainer.num_training_batches)
             val_images = _val_images(trainer)
             per_image_eval = per_step / max(1, _batch_size(batch)) / 3  # forward only
             epoch_s = per_step * batches + per_image_eval * val_images
-            progress = (batch_idx + 1) / batches
+            progress = trainer.current_epoch + (batch_idx + 1) / batches
             self._plan(trainer, epoch_s, progress, per_image_eval)
+
+    def _per_image_eval(self) -> float | None:
+        return self._val_s / self._val_images if self._val_images else None
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._val_start = time.time()
@@ -107,10 +171,10 @@ class TimeBudget(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.planned_steps is not None and self._done >= self.planned_steps:
             return  # the plan's last (maybe partial) epoch: nothing left to plan
-        done = self._done / max(1, trainer.num_training_batches)  # epochs, from the steps
-        epoch_s = (time.time() - self.fit_start) / max(done, 1e-9)
-        per_image_eval = self._val_s / self._val_images if self._val_images else None
-        self._plan(trainer, epoch_s, done, per_image_eval)
+        batches = max(1, trainer.num_training_batches)
+        timed = (self._done - self._untimed) / batches  # epochs whose time was measured
+        epoch_s = self._train_s() / max(timed, 1e-9)
+        self._plan(trainer, epoch_s, self._done / batches, self._per_image_eval())
 
     # -- planning -----------------------------------------------------------------------------
     def _plan(self, trainer, epoch_s: float, progress: float, per_image_eval) -> None:
@@ -151,6 +215,10 @@ class TimeBudget(pl.Callback):
         for config in trainer.lr_scheduler_configs:
             if hasattr(config.scheduler, "replan"):
                 config.scheduler.replan(steps)
+
+
+def _batches_done(trainer) -> int:
+    return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
 
 
 def _val_images(trainer) -> int:

@@ -128,10 +128,12 @@ def make_splits(
         pool = all_idx[splits != "test"]
     elif test_fraction > 0:
         # The test part is carved by whole groups over every record. An official validation
-        # set kept whole (no folds) holds its groups back, so none of them reaches test even
-        # where the published lists put one group in both train and val.
+        # set holds its groups back, so none of them reaches test even where the published
+        # lists put one group in both train and val; with or without folds, so that the test
+        # partition is the same for fold=None and every fold=k (an ensemble of the folds and
+        # medcls-eval score exactly the images each fold model held out).
         held = all_idx[:0]
-        if official and fold is None and (splits == "val").any():
+        if official and (splits == "val").any():
             held = all_idx[np.isin(groups, groups[splits == "val"])]
         rest, test = _carve(np.setdiff1d(all_idx, held), strat, groups, test_fraction, seed)
         pool = np.union1d(rest, held)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from torch import nn
 from medcls.data.cache import decode_all
 from medcls.data.preprocess import Preprocess
 from medcls.data.records import DataError, Record
+from medcls.deploy.predictor import Predictor
 from medcls.evaluation.calibration import Calibration
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.classification import ClassificationTask
@@ -54,14 +56,24 @@ class ExportedClassifier(nn.Module):
         self.register_buffer("mean", task.mean.detach().clone().float())
         self.register_buffer("std", task.std.detach().clone().float())
         self.register_buffer("logit_bias", task.logit_bias.detach().clone().float())
+        self.views = list(task.tta)  # the checkpoint's test-time views (flips, rotations)
         self.temperature = float(temperature or 1.0)
         self.eval().float()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def _log_softmax(self, images: torch.Tensor) -> torch.Tensor:
         out = self.net((images.float() - self.mean) / self.std)
         # ABN networks return (logits, attention logits, map); the first is the prediction
         logits = out[0] if isinstance(out, tuple) else out
-        return F.softmax((logits.float() + self.logit_bias) / self.temperature, dim=1)
+        return F.log_softmax(logits.float() + self.logit_bias, dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's probability as medcls defines it (``ClassificationTask.log_proba``),
+        tempered: ``softmax(log mean_v softmax(z_v + b) / T)``; one view: ``softmax((z + b) / T)``."""
+        if len(self.views) == 1:
+            return F.softmax(self._log_softmax(images) / self.temperature, dim=1)
+        logp = torch.stack([self._log_softmax(v(images)) for v in self.views])
+        logp = torch.logsumexp(logp, dim=0) - math.log(len(self.views))
+        return F.softmax(logp / self.temperature, dim=1)
 
 
 def export_metadata(meta: dict) -> dict[str, Any]:
@@ -172,13 +184,12 @@ def torchscript_runner(path: str) -> Runner:
 
 
 def reference_runner(task: ClassificationTask, meta: dict) -> Runner:
-    """What medcls-predict computes: the task's softmax, then the checkpoint's calibration."""
-    calibration = Calibration.from_meta(meta.get("calibration"))
+    """What medcls-predict computes (:class:`~medcls.deploy.predictor.Predictor`: the
+    checkpoint's views, logit bias and calibration) on ``(N, 3, S, S)`` uint8 images."""
+    predictor = Predictor(task, meta)
 
-    @torch.no_grad()
     def run(images: np.ndarray) -> np.ndarray:
-        probs = F.softmax(task(torch.from_numpy(images)).float(), dim=1).numpy()
-        return calibration.apply(probs)
+        return predictor.predict_prepared(np.ascontiguousarray(images.transpose(0, 2, 3, 1)))
 
     return run
 

@@ -80,11 +80,18 @@ class Predictor:
         """Probabilities ``(N, K)`` (columns in :attr:`class_names` order), calibrated."""
         return self.predict_prepared(self.prepare(images), batch_size)
 
+    @property
+    def views(self) -> list[str]:
+        """The test-time views the checkpoint was tested and calibrated with."""
+        return list(self.meta.get("tta") or [])
+
     @torch.no_grad()
     def predict_prepared(
-        self, images: np.ndarray, batch_size: int = 64, tta: Sequence[str] = ()
+        self, images: np.ndarray, batch_size: int = 64, tta: Sequence[str] | None = None
     ) -> np.ndarray:
-        """Probabilities ``(N, K)`` of already preprocessed ``(N, S, S, 3)`` uint8 images."""
+        """Probabilities ``(N, K)`` of already preprocessed ``(N, S, S, 3)`` uint8 images: the
+        checkpoint's views (``tta`` replaces them), logit bias and temperature, exactly as its
+        test computed them (``test_predictions.csv``)."""
         if not len(images):
             return np.zeros((0, len(self.class_names)))
         ds = CachedDataset(images, np.full(len(images), -1), np.arange(len(images)))
@@ -94,3 +101,8 @@ class Predictor:
     def predicted_class(self, probs: np.ndarray) -> np.ndarray:
         """Class index per row ``(N,)``: argmax, or the checkpoint's decision threshold."""
         return self.calibration.predict(probs, self.positive_class)
+
+    def predicted_group_class(self, mean_probs: np.ndarray) -> np.ndarray:
+        """Class index per patient / series ``(G,)`` of its images' mean probabilities: argmax,
+        or the group threshold fitted on validation group means (never the image threshold)."""
+        return self.calibration.predict_groups(mean_probs, self.positive_class)

@@ -15,6 +15,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.metrics import roc_curve
 
 from medcls.data.records import DataError
+from medcls.evaluation.probability import safe_log
 
 THRESHOLD_RULES = ("argmax", "youden", "sensitivity@<x>", "specificity@<x>", "<number>")
 
@@ -28,6 +29,10 @@ class Calibration:
     temperature: float | None = None
     threshold: float | None = None
     rule: str = "argmax"
+    # a patient's / lesion's decision: chosen on validation group means (eval.group_threshold),
+    # never the image threshold carried over; None: the argmax of the group's mean probability
+    group_threshold: float | None = None
+    group_rule: str = "argmax"
 
     def to_meta(self) -> dict:
         return asdict(self)
@@ -43,9 +48,23 @@ class Calibration:
     def predict(self, probs: np.ndarray, positive: int) -> np.ndarray:
         """``(N,)`` predicted classes of calibrated ``probs``: the threshold's for two classes,
         else the argmax."""
-        if self.threshold is None or probs.shape[1] != 2:
-            return probs.argmax(1)
-        return np.where(probs[:, positive] >= self.threshold, positive, 1 - positive)
+        return _decide(probs, positive, self.threshold)
+
+    def predict_groups(self, mean_probs: np.ndarray, positive: int) -> np.ndarray:
+        """``(G,)`` predicted classes of groups' mean calibrated probabilities ``(G, K)``: the
+        group threshold's for two classes, else the argmax."""
+        return _decide(mean_probs, positive, self.group_threshold)
+
+    def for_groups(self) -> Calibration:
+        """What applies to group means, which are already means of calibrated probabilities:
+        no temperature, the group threshold as the threshold."""
+        return Calibration(None, self.group_threshold, self.group_rule)
+
+
+def _decide(probs: np.ndarray, positive: int, threshold: float | None) -> np.ndarray:
+    if threshold is None or probs.shape[1] != 2:
+        return probs.argmax(1)
+    return np.where(probs[:, positive] >= threshold, positive, 1 - positive)
 
 
 def calibration_note(cal: Calibration) -> str:
@@ -55,13 +74,18 @@ def calibration_note(cal: Calibration) -> str:
         parts.append(f"temperature {cal.temperature:.3f}")
     if cal.threshold is not None:
         parts.append(f"threshold {cal.threshold:.4f}" + (f" ({cal.rule})" if cal.rule else ""))
+    if cal.group_threshold is not None:
+        parts.append(f"group threshold {cal.group_threshold:.4f} ({cal.group_rule})")
     return " · ".join(parts) or "none"
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log p / T)``: the same as ``softmax(logits / T)``, since ``log p`` is the
-    logits less a per-row constant."""
-    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None)) / temperature
+    """``softmax(log p / T)`` of the model's probability ``(N, K)`` (float64, as medcls's
+    inference returns it): for one view exactly ``softmax((logits + bias) / T)``, the export's
+    formula; with test-time views T divides the log of their mean
+    (:mod:`medcls.evaluation.probability`). No clipping at 1e-12: a confident model's small
+    probabilities keep their size."""
+    z = safe_log(probs) / temperature
     z -= z.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from medcls.data.records import DataError
+from medcls.evaluation.probability import safe_log, view_probs
 
 TAU_GRID = tuple(np.round(np.arange(0.0, 2.0001, 0.1), 2))
 FALLBACK_TAU = 1.0  # `tuned` without validation images: Menon et al.'s balanced-error rule
@@ -44,12 +45,19 @@ def log_prior(class_counts) -> np.ndarray:
 
 
 def adjust(probs: np.ndarray, logp_prior: np.ndarray, tau: float) -> np.ndarray:
-    """``softmax(log p − τ · log π)``: the same as adjusting the logits, since ``log p`` is the
-    logits less a per-row constant. ``probs (N, K)`` → ``(N, K)``."""
-    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None)) - tau * logp_prior
+    """``softmax(log p − τ · log π)`` of one view's probabilities: the same as adjusting its
+    logits, since ``log p`` is the logits less a per-row constant. ``probs (N, K)`` → ``(N, K)``.
+    (With several test-time views the bias enters each view: :func:`adjusted_probs`.)"""
+    z = safe_log(probs) - tau * logp_prior
     z -= z.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
+
+
+def adjusted_probs(view_logits: np.ndarray, logp_prior: np.ndarray, tau: float) -> np.ndarray:
+    """The model's probability (:mod:`medcls.evaluation.probability`) with the bias
+    ``-τ · log π``: ``view_logits (N, V, K)`` or ``(N, K)`` → ``(N, K)``."""
+    return view_probs(view_logits, -tau * np.asarray(logp_prior))
 
 
 def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -57,12 +65,15 @@ def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
-def choose_tau(probs: np.ndarray, labels: np.ndarray, logp_prior: np.ndarray) -> float:
-    """The τ of :data:`TAU_GRID` with the best validation balanced accuracy; ties go to the τ
-    nearest 1 (the rule with a reason), so a flat curve does not pick an extreme."""
-    labels, k = np.asarray(labels), probs.shape[1]
+def choose_tau(view_logits: np.ndarray, labels: np.ndarray, logp_prior: np.ndarray) -> float:
+    """The τ of :data:`TAU_GRID` with the best validation balanced accuracy of the model's
+    probability with bias ``-τ · log π`` (``view_logits (N, V, K)`` or ``(N, K)``: the network's
+    own logits, without any bias, so fitting twice gives the same τ); ties go to the τ nearest
+    1 (the rule with a reason), so a flat curve does not pick an extreme."""
+    labels, k = np.asarray(labels), np.shape(view_logits)[-1]
     scores = [
-        balanced_accuracy(adjust(probs, logp_prior, t).argmax(1), labels, k) for t in TAU_GRID
+        balanced_accuracy(adjusted_probs(view_logits, logp_prior, t).argmax(1), labels, k)
+        for t in TAU_GRID
     ]
     best = max(scores)
     tied = [t for t, s in zip(TAU_GRID, scores, strict=True) if s >= best - 1e-12]
@@ -70,13 +81,13 @@ def choose_tau(probs: np.ndarray, labels: np.ndarray, logp_prior: np.ndarray) ->
 
 
 def fit_logit_adjustment(
-    setting: str, class_counts, probs: np.ndarray | None, labels: np.ndarray | None
+    setting: str, class_counts, view_logits: np.ndarray | None, labels: np.ndarray | None
 ) -> tuple[float, str]:
-    """``(τ, how)`` for ``eval.logit_adjustment=setting``: tuned on validation ``probs (N, K)``
-    / ``labels (N,)`` when given, else the fallback τ = 1."""
+    """``(τ, how)`` for ``eval.logit_adjustment=setting``: tuned on the validation logits
+    ``(N, V, K)`` (no bias) and ``labels (N,)`` when given, else the fallback τ = 1."""
     kind, tau = parse_logit_adjustment(setting)
     if kind == "fixed":
         return float(tau), "set"
-    if probs is None or labels is None or not len(labels):
+    if view_logits is None or labels is None or not len(labels):
         return FALLBACK_TAU, "no validation images: τ = 1"
-    return choose_tau(probs, labels, log_prior(class_counts)), "tuned on validation"
+    return choose_tau(view_logits, labels, log_prior(class_counts)), "tuned on validation"

@@ -126,7 +126,9 @@ def metric_set(
 def group_level(
     pred: Predictions, settings: EvalSettings, calibration: Calibration = NONE, level: str = "group"
 ) -> dict[str, float]:
-    """``<level>/<metric>``: the mean softmax of each unit's images scored as one case.
+    """``<level>/<metric>``: the mean of each unit's images' probabilities (the model's,
+    tempered: the order medcls-predict uses) scored as one case, decided by the group threshold
+    when one was fitted on validation group means (never the image threshold).
 
     ``level="group"``: units are the records' groups (patients, lesions; intervals resample
     them). ``"series"``: units are the CT series of each patient (record attribute ``series``,
@@ -141,14 +143,15 @@ def group_level(
         keys = pred.groups
     if not any(k is not None for k in keys):
         return {}
-    gp, gl, ids = group_mean(np.asarray(pred.probs), np.asarray(pred.labels), keys)
+    calibrated = calibration.apply(np.asarray(pred.probs, np.float64))
+    gp, gl, ids = group_mean(calibrated, np.asarray(pred.labels), keys)
     parent = {k: r.group for k, r in zip(keys, pred.records, strict=True)}
     units = [
         Record("", int(y), parent.get(u) if level == "series" else None)
         for u, y in zip(ids, gl, strict=True)
     ]
     grouped = Predictions(gp, gl, units, pred.class_names, pred.positive)
-    values, _ = metric_set(grouped, settings, calibration=calibration)
+    values, _ = metric_set(grouped, settings, calibration=calibration.for_groups())
     return _prefixed(level, values)
 
 
@@ -201,13 +204,17 @@ def evaluate(
     os.makedirs(out_dir, exist_ok=True)
     names = list(pred.class_names)
     counts = np.bincount(pred.labels, minlength=len(names))
+    # the file holds the model's probability as deployed (tempered) and its decision, which
+    # medcls-predict reproduces for the same images
+    shown = calibration.apply(np.asarray(pred.probs, np.float64))
     files = [
         write_predictions(
             os.path.join(out_dir, "test_predictions.csv"),
             pred.records,
-            pred.probs,
+            shown,
             pred.labels,
             names,
+            calibration.predict(shown, pred.positive),
         ),
         write_per_class(os.path.join(out_dir, "per_class_metrics.csv"), values, names, counts),
         write_per_class_markdown(

@@ -28,9 +28,14 @@ class EvalSettings:
         report the test's calibration before and after it, store it in the checkpoint.
     threshold: binary: the decision threshold's rule, applied on validation and kept for
         test (``youden``, ``sensitivity@0.95``, ``specificity@0.95``, a number; ``argmax``).
+    group_threshold: binary: the rule for a patient's / lesion's decision, chosen on the
+        validation groups' mean probabilities (``argmax``: none; the image threshold is never
+        carried over to groups).
     logit_adjustment: post-hoc logit adjustment by the training prior (Menon et al. 2021):
         ``tuned`` (τ chosen on validation; 1 without validation images), ``none``, or τ.
-    tta: test-time augmentation views averaged with the original by the test (``hflip``, …).
+    tta: test-time augmentation views averaged with the original (``hflip``, …). medcls-train
+        fits its post-hoc choices and tests with them and stores them in the checkpoint;
+        ``None`` there means none, and for medcls-eval / -ensemble the checkpoint's own.
     """
 
     n_boot: int = 1000
@@ -45,13 +50,23 @@ class EvalSettings:
     subgroup_min_images: int = 10
     calibrate: str = "none"
     threshold: str = "argmax"
+    group_threshold: str = "argmax"
     logit_adjustment: str = "none"
-    tta: tuple[str, ...] = ()
+    tta: tuple[str, ...] | None = None
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The test-time views of a training run (none when unset)."""
+        return tuple(self.tta or ())
 
     @property
     def fits_on_validation(self) -> bool:
         """Whether training must fit something on the validation images."""
-        return self.calibrate != "none" or self.threshold != "argmax"
+        return (
+            self.calibrate != "none"
+            or self.threshold != "argmax"
+            or self.group_threshold != "argmax"
+        )
 
     @classmethod
     def from_cfg(cls, node: Mapping | None) -> EvalSettings:
@@ -65,17 +80,18 @@ class EvalSettings:
             )
         pairs = (("specificities", float), ("subgroups", str), ("age_bins", float), ("tta", str))
         for key, kind in pairs:
-            if key in node:
+            if key in node and (key != "tta" or node[key] is not None):
                 node[key] = tuple(kind(v) for v in node[key] or ())
-        for key in ("threshold", "logit_adjustment"):
+        for key in ("threshold", "group_threshold", "logit_adjustment"):
             if key in node:
                 node[key] = str(node[key])
         settings = cls(**node)
         if settings.calibrate not in ("none", "temperature"):
             raise DataError(f"eval.calibrate={settings.calibrate!r}: use none or temperature")
         parse_threshold_rule(settings.threshold)  # a bad rule stops the run here
+        parse_threshold_rule(settings.group_threshold)
         parse_logit_adjustment(settings.logit_adjustment)
-        tta_views(settings.tta)
+        tta_views(settings.views)
         for s in (*settings.specificities, settings.pauc_min_specificity or 0.5):
             if not 0 < s < 1:
                 raise DataError(f"eval: specificity {s} must lie strictly between 0 and 1")

@@ -34,6 +34,11 @@ class ClassificationMetrics(nn.Module):
     Balanced accuracy (= ``recall_macro``) is :func:`balanced_accuracy_of_confusion`: over the
     classes present in the targets; predictions of a class the targets lack are warned about.
 
+    AUROC is one-vs-rest: class ``c`` against the rest. It needs a positive and a negative
+    image of ``c``; where one is missing (:func:`auroc_undefined`) ``auroc_<c>`` is NaN, not
+    torchmetrics' 0.0, and ``auroc_macro`` averages the classes whose AUROC exists (NaN if
+    none does; a missing class does not drag the mean down, nor is a 0.0 made up for it).
+
     For two classes it adds sensitivity, specificity and AUROC of ``positive_class``.
     ``update`` takes probabilities ``(B, K)`` and targets ``(B,)``; ``compute`` returns a flat
     ``{name: float}``.
@@ -86,7 +91,7 @@ class ClassificationMetrics(nn.Module):
         for name, value in raw.items():
             if value.ndim == 0:
                 out[name] = float(value)
-        present = cm.sum(dim=1) > 0  # classes with targets: recall and AUROC exist for these
+        present = cm.sum(dim=1) > 0  # classes with targets: their recall exists
         out["balanced_accuracy"] = out["recall_macro"] = balanced_accuracy_of_confusion(cm)
         absent = predicted_absent_classes(cm, self.class_names)
         if absent:
@@ -96,8 +101,11 @@ class ClassificationMetrics(nn.Module):
                 ", ".join(absent),
                 int(present.sum()),
             )
-        auroc = raw["auroc"].double()
-        out["auroc_macro"] = float(auroc[present].mean()) if present.any() else float("nan")
+        auroc = raw["auroc"].double().clone()
+        for i in auroc_undefined(cm.sum(dim=1).tolist(), self.class_names):
+            auroc[i] = float("nan")  # torchmetrics reports 0.0: a number no ranking earned
+        defined = ~torch.isnan(auroc)
+        out["auroc_macro"] = float(auroc[defined].mean()) if defined.any() else float("nan")
         total = cm.sum()
         tp = cm.diag()
         tn = total - cm.sum(0) - cm.sum(1) + tp
@@ -114,6 +122,46 @@ class ClassificationMetrics(nn.Module):
             out["specificity"] = float(raw["recall"][neg])
             out["auroc_positive"] = float(auroc[pos])
         return out
+
+
+def auroc_undefined(support: Sequence[float], class_names: Sequence[str]) -> dict[int, str]:
+    """The classes whose one-vs-rest AUROC (or any ranking metric) does not exist, with why.
+
+    ``support (K,)``: true images per class in the scored set. Class ``c`` needs an image of
+    ``c`` (a positive) and one of another class (a negative). Returns ``{index: reason}``.
+    """
+    total = float(sum(support))
+    out = {}
+    for i, (n, name) in enumerate(zip(support, class_names, strict=True)):
+        if n <= 0:
+            out[i] = f"class {name} has no positive images in this set"
+        elif n >= total:
+            out[i] = f"class {name} has no negative images in this set (every image is {name})"
+    return out
+
+
+def auroc_note(support: Sequence[float], class_names: Sequence[str]) -> str:
+    """One line for a table's ``note`` column: why its AUROC is NaN, or that the macro AUROC
+    averages fewer classes than there are; ``""`` when every class's AUROC exists.
+    ``support (K,)``: true images per class. Two classes: either class's AUROC exists or
+    neither, so the note names the class with no image, whichever is positive."""
+    why = auroc_undefined(support, class_names)
+    if not why:
+        return ""
+    k = len(class_names)
+    if k == 2 and sum(support) > 0:
+        absent, present = (0, 1) if support[0] <= 0 else (1, 0)
+        return (
+            f"AUROC undefined (NaN): class {class_names[absent]} has no images in this set "
+            f"(every image is {class_names[present]})"
+        )
+    defined = k - len(why)
+    head = (
+        "AUROC undefined (NaN)"
+        if defined == 0
+        else f"auroc_macro over the {defined} of {k} classes where it exists"
+    )
+    return f"{head}: {'; '.join(why.values())}"
 
 
 def compute_metrics(

@@ -127,9 +127,12 @@ def score_draws(
     threshold: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Every headline metric of each weighting: accuracy, balanced accuracy, macro and
-    weighted F1 and precision, top-2/3 accuracy, macro AUROC (one-vs-rest, over the classes present, as :class:`ClassificationMetrics`), ECE;
+    weighted F1 and precision, top-2/3 accuracy, macro AUROC (one-vs-rest, averaged over the
+    classes whose AUROC exists in that weighting: a positive and a negative image drawn; NaN
+    if none, as :class:`ClassificationMetrics`), ECE;
     with two classes and ``positive``, also sensitivity, specificity, the positive class's
-    AUROC, the sensitivity at each of ``specificities`` (key ``sensitivity_at_spec95`` for
+    AUROC (NaN, as every ROC figure, where a class has no positive or no negative image),
+    the sensitivity at each of ``specificities`` (key ``sensitivity_at_spec95`` for
     0.95) and the standardised partial AUC above specificity ``1 - pauc_max_fpr``
     (``pauc_spec90`` for 0.1), and with ``threshold`` (the positive class predicted where its
     probability reaches it) accuracy, balanced accuracy, sensitivity and specificity at it

@@ -10,14 +10,29 @@ API with these; the job side of pruning is :class:`medcls.callbacks.OptunaPrunin
 - **Samplers** ``tpe`` (default), ``cmaes``, ``random``, ``grid`` (every combination of the
   choices and ranges, each once). A resumed study's sampler is seeded with ``seed + trials
   stored`` (:func:`session_seed`): a new study is reproducible, a resumed session does not
-  replay the first session's suggestions.
+  replay the first session's suggestions. The grid sampler is seeded with ``seed`` itself in
+  every session: it numbers the grid's points in the order its seed shuffles them, and a
+  stored trial's number would name another point under another seed.
 - **Pruners** ``median``, ``hyperband``, ``successive_halving``, ``none``: each job reports its
   monitored validation metric per epoch to its trial and stops when the pruner says so.
+- **Killed sessions**: the sweeper records a heartbeat of each trial it runs (Optuna's RDB
+  heartbeat). A resumed session marks FAIL the trials whose heartbeat stopped more than
+  ``grace_period`` seconds ago and queues their parameters again (Optuna's
+  ``RetryHeartbeatStaleTrialCallback``): the grid points and suggestions a killed session left
+  RUNNING are run, while a session still running beside it keeps its trials.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import datetime
+import inspect
+import logging
 import os
+import threading
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -35,11 +50,17 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "cmaes", "random", "grid")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 # the job reads these overrides (set by the sweeper on every trial's command line)
 TRIAL_KEY = "optuna"
+# system attribute of the trials whose session records heartbeats (see ask)
+HEARTBEAT_ATTR = "medcls_heartbeat"
 
 
 class SearchSpaceError(ValueError):
@@ -150,22 +171,146 @@ def absolute_storage(storage: str | None) -> str | None:
 
 
 def grid_left(distributions: dict[str, BaseDistribution], stored: list) -> int:
-    """Combinations of a grid not yet tried by ``stored`` (finished or running) trials."""
+    """Combinations of a grid still to run: those no ``stored`` trial has finished or is
+    running, including those queued again (WAITING) after a killed session."""
     size = 1
     for name, dist in distributions.items():
         size *= len(grid_choices(name, dist))
-    tried = {tuple(sorted(t.params.items())) for t in stored if t.params}
+    # a killed session's trials (FAIL, each queued again as a WAITING copy) take no point
+    requeued = {n for t in stored for n in t.system_attrs.get("retry_history", ())}
+    tried = {
+        tuple(sorted(t.params.items()))
+        for t in stored
+        if t.params and t.state != TrialState.WAITING and t.number not in requeued
+    }
     return max(0, size - len(tried))
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:
     """``study.tell``, except that a grid sampler's "the grid is done" (it calls ``study.stop()``,
-    which Optuna only allows inside ``optimize``) is not an error between batches."""
+    which Optuna only allows inside ``optimize``) is not an error between batches, nor is a
+    trial another session already stored as FAIL (its heartbeat came late: its parameters are
+    queued again, :func:`fail_stale_trials`)."""
     try:
-        study.tell(trial, *args, **kwargs)
+        study.tell(trial, *args, skip_if_finished=True, **kwargs)
     except RuntimeError as e:
         if "Study.stop" not in str(e):
             raise
+
+
+# --------------------------------------------------------------------------- killed sessions
+def open_storage(
+    url: str | None, heartbeat_interval: int | None = 60, grace_period: int | None = None
+) -> optuna.storages.RDBStorage | None:
+    """The study's storage (None: in memory), keeping trial heartbeats every
+    ``heartbeat_interval`` seconds (None: none): a trial whose heartbeat stopped more than
+    ``grace_period`` seconds ago (default: two intervals) is stale (:func:`fail_stale_trials`)."""
+    if url is None:
+        return None
+    if not heartbeat_interval:
+        return optuna.storages.RDBStorage(url)
+    # optuna 4.9 renamed failed_trial_callback (still accepted, with a warning)
+    name = "heartbeat_stale_trial_callback"
+    if name not in inspect.signature(optuna.storages.RDBStorage).parameters:
+        name = "failed_trial_callback"
+    callback = {name: _requeue}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=int(heartbeat_interval),
+            grace_period=int(grace_period) if grace_period else None,
+            **callback,
+        )
+
+
+def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A stale trial's parameters queued again as a WAITING trial (Optuna's
+    RetryHeartbeatStaleTrialCallback: it keeps the grid sampler's point), without the killed job's
+    user attributes (a ``pruned_at_epoch`` would make the sweeper store the new run as PRUNED)."""
+    trial = copy.copy(trial)
+    trial.user_attrs = {}
+    # the callback's name from optuna 4.9 (the older one is deprecated there)
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        (retry or optuna.storages.RetryFailedTrialCallback)()(study, trial)
+
+
+def _trial_id(storage: optuna.storages.RDBStorage, study: optuna.Study, number: int) -> int:
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def ask(study: optuna.Study, storage: optuna.storages.RDBStorage | None) -> optuna.Trial:
+    """``study.ask`` (a queued trial first), with the trial's first heartbeat recorded at once
+    where the storage keeps them: a session killed from here on leaves a trial that goes
+    stale, not one RUNNING for ever."""
+    with warnings.catch_warnings():  # "supposed to be used with Study.optimize": the sweeper
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")  # keeps them itself
+        trial = study.ask()
+    if storage is not None and storage.get_heartbeat_interval():
+        trial_id = _trial_id(storage, study, trial.number)
+        storage.record_heartbeat(trial_id)
+        storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, True)
+    return trial
+
+
+@contextlib.contextmanager
+def heartbeat(
+    study: optuna.Study, storage: optuna.storages.RDBStorage | None, numbers: list[int]
+) -> Iterator[None]:
+    """While the block runs (a batch's jobs), record the heartbeat of trials ``numbers`` every
+    heartbeat interval, so that another session does not take them for a killed one's."""
+    interval = storage.get_heartbeat_interval() if storage is not None else None
+    if not interval:
+        yield
+        return
+    ids = [_trial_id(storage, study, n) for n in numbers]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            for trial_id in ids:
+                try:
+                    storage.record_heartbeat(trial_id)
+                except Exception as e:  # e.g. SQLite busy: the next beat may pass
+                    log.warning("heartbeat of trial id %d not recorded: %s", trial_id, e)
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def fail_stale_trials(
+    study: optuna.Study, storage: optuna.storages.RDBStorage | None
+) -> tuple[list[int], list[int]]:
+    """Mark FAIL the trials that earlier, killed sessions left RUNNING and queue their
+    parameters again (:func:`_requeue`): those whose heartbeat stopped more than the grace period
+    ago (Optuna's check), and those without heartbeats (from a session of an earlier medcls)
+    that started longer ago. A trial with a recent heartbeat belongs to a session still
+    running: it is left alone. Returns (numbers failed, numbers left RUNNING)."""
+    if storage is None or not storage.get_heartbeat_interval():
+        return [], []
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    grace = storage.grace_period or 2 * storage.get_heartbeat_interval()
+    since = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if HEARTBEAT_ATTR in t.system_attrs or not t.datetime_start or t.datetime_start > since:
+            continue
+        trial_id = _trial_id(storage, study, t.number)
+        with contextlib.suppress(UpdateFinishedTrialError):  # another session was quicker
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                _requeue(study, storage.get_trial(trial_id))
+    left = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    return sorted(running - left), sorted(running & left)
 
 
 def job_trial(storage: str, study_name: str, number: int, pruner: optuna.pruners.BasePruner):

@@ -271,7 +271,11 @@ def drop_shared_overrides(labels: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def compare_configs(table: pd.DataFrame, client, a: str, b: str, metric: str, n_boot: int) -> dict:
-    """Paired comparison on the images both configurations predicted (fold models averaged)."""
+    """Paired comparison on the images both configurations predicted (fold models averaged):
+    ``{"images", "mcnemar", "paired_bootstrap"}``. Both resample or count whole groups
+    (patients, lesions) where the predictions carry them (:func:`bootstrap_units`); McNemar's
+    ``unit`` / ``method`` say whether it was the clustered test
+    (:func:`~medcls.studies.stats.mcnemar`)."""
     preds = {}
     for name in (a, b):
         ids = table.loc[table.config == name, "run_id"].tolist()
@@ -289,10 +293,14 @@ def compare_configs(table: pd.DataFrame, client, a: str, b: str, metric: str, n_
     shared = preds[a].loc[common].reset_index()
     y_a, p_a = _labels_and_preds(shared)
     _, p_b = _labels_and_preds(preds[b].loc[common])
-    boot = paired_bootstrap(
-        y_a, p_a, p_b, METRICS[metric], n_boot=n_boot, groups=bootstrap_units(shared)
-    )
-    return {"images": len(common), "mcnemar": mcnemar(y_a, p_a, p_b), "paired_bootstrap": boot}
+    units = bootstrap_units(shared)  # a group (patient, lesion) where the images have one
+    boot = paired_bootstrap(y_a, p_a, p_b, METRICS[metric], n_boot=n_boot, groups=units)
+    # both tests on the same units: McNemar is clustered by group when groups hold several images
+    return {
+        "images": len(common),
+        "mcnemar": mcnemar(y_a, p_a, p_b, groups=units),
+        "paired_bootstrap": boot,
+    }
 
 
 def write_outputs(
@@ -354,7 +362,9 @@ def subgroup_summary(runs, table: pd.DataFrame) -> pd.DataFrame:
     """The evaluation report's subgroup metrics (``subgroup/<attribute>/<subgroup>/<metric>``,
     ``eval.subgroups``) per configuration: one row per (config, attribute, subgroup), per metric
     its mean over the configuration's runs, std and count, and (one run) its interval. Rows
-    ``subgroup = "largest gap"`` hold the ``gap_<metric>`` figures. Empty when no run has any."""
+    ``subgroup = "largest gap"`` hold the ``gap_<metric>`` figures, with the interval
+    ``gap_<metric>_ci_low`` / ``_ci_high`` as ``<metric>_ci_low`` / ``_ci_high`` (the
+    group bootstrap of the evaluation report). Empty when no run has any."""
     config_of = dict(zip(table["run_id"], table["config"], strict=True))
     values: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for r in runs:

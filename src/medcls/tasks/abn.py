@@ -75,6 +75,9 @@ class ABNTask(ClassificationTask):
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         if self.loss is not None:
+            # trainer.max_epochs is the run's planned length: with trainer.max_time, TimeBudget
+            # sets it to the epochs it plans (also before a resumed run's first epoch), so α
+            # ends with the last epoch the budget trains
             self._alpha = self.loss.set_epoch(self.current_epoch, self.trainer.max_epochs)
 
     def _terms(self, out: ABNOutput, batch: dict) -> ABNLossTerms:

@@ -72,6 +72,7 @@ def load_task(path: str, channels_last: bool = False) -> tuple[ClassificationTas
         channels_last=channels_last,
         positive_class=meta.get("positive_class", 1),
         meta=meta,
+        tta=tuple(meta.get("tta") or ()),  # the test-time views its test and calibration used
     )
     missing, unexpected = task.load_state_dict(ckpt["state_dict"], strict=False)
     weights_missing = [

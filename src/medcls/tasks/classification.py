@@ -18,7 +18,7 @@ from medcls.data.records import DataError
 from medcls.metrics import ClassificationMetrics
 from medcls.metrics.classification import compute_metrics
 from medcls.metrics.open_set import RejectUnknown
-from medcls.tasks.tta import tta_views
+from medcls.tasks.tta import mean_view_log_proba, tta_views
 
 
 class ClassificationTask(pl.LightningModule):
@@ -170,19 +170,38 @@ class ClassificationTask(pl.LightningModule):
                 self._test_class_names, self.test_metrics.positive
             ).to(self.device)
 
+    def log_proba(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, S, S)`` → ``log p (B, K)`` float32: the model's probability, the mean
+        over the test-time views of ``softmax(logits + logit_bias)``.
+
+        medcls's one definition (:func:`medcls.evaluation.probability.view_probs` is the same in
+        numpy): validation fitting, test, medcls-predict and exports all use it. Kept as a log
+        (``logsumexp`` over views) so a confident model's small probabilities survive float32
+        and a temperature can divide it exactly as it divides logits."""
+        return mean_view_log_proba(self, images, self.tta)
+
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, 3, S, S)`` → softmax ``(B, K)``, averaged over the TTA views."""
-        return sum(F.softmax(self(v(images)).float(), dim=1) for v in self.tta) / len(self.tta)
+        """uint8 ``(B, 3, S, S)`` → the model's probabilities ``(B, K)`` (:meth:`log_proba`)."""
+        return self.log_proba(images).exp()
+
+    def view_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, S, S)`` → the network's own logits per test-time view ``(B, V, K)``
+        (no logit bias): what post-hoc fitting starts from, so fitting twice gives the same."""
+        return torch.stack([self.raw_logits(v(images)).float() for v in self.tta], dim=1)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        probs = self.predict_proba(batch["image"])
+        logp = self.log_proba(batch["image"])
+        probs = logp.exp()
         if self._reject is not None:
             probs = self._reject.extend(probs)  # (B, K+1)
         self.test_metrics.update(probs, batch["label"])
-        self._test_buffer.append((probs.cpu(), batch["label"].cpu(), batch["index"].cpu()))
+        self._test_buffer.append((logp.cpu(), batch["label"].cpu(), batch["index"].cpu()))
 
     def on_test_epoch_end(self) -> None:
-        probs, labels, index = (torch.cat(t) for t in zip(*self._test_buffer, strict=True))
+        logp, labels, index = (torch.cat(t) for t in zip(*self._test_buffer, strict=True))
+        probs = logp.double().exp()  # float64: tiny probabilities stay > 0 for a temperature
+        if self._reject is not None:
+            probs = self._reject.extend(probs)  # (B, K+1)
         if self.trainer.world_size > 1:
             # DDP: every process saw a shard, which DistributedSampler pads with repeats. Gather
             # all shards and score each image once (the predictions file lists every image).

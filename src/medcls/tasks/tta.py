@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from medcls.data.records import DataError
 
@@ -28,3 +30,13 @@ def tta_views(names: Sequence[str]) -> list[View]:
             f"tta={list(names)}: unknown view(s) {unknown}; choose from {sorted(VIEWS)}"
         )
     return [VIEWS["identity"]] + [VIEWS[n] for n in names if n != "identity"]
+
+
+def mean_view_log_proba(
+    forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, views: Sequence[View]
+) -> torch.Tensor:
+    """``log`` of the mean over ``views`` of ``softmax(forward(view(images)))``: ``(B, K)``
+    float32, by ``logsumexp`` so that small probabilities survive. ``forward``: uint8
+    ``(B, 3, H, W)`` → logits ``(B, K)`` (a task's includes its logit bias)."""
+    logps = [F.log_softmax(forward(v(images)).float(), dim=1) for v in views]
+    return torch.logsumexp(torch.stack(logps), dim=0) - math.log(len(logps))

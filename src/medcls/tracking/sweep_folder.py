@@ -9,6 +9,7 @@
             resolved_config.yaml      the job's whole config (medcls-train)
             checkpoints/best.ckpt     the kept model
             val_predictions.csv       its validation predictions (a CV fold: out-of-fold)
+            val_logits.npz            its network's logits on them, per view (cross-fitting)
 
 medcls-ensemble (``sweep_dir=``, ``per_config=true``), medcls-report (``sweep_dir=``),
 medcls-pseudo (its rounds are sweeps) and the sweep callback read sweeps through these functions.
@@ -28,6 +29,7 @@ OVERRIDES = os.path.join(".hydra", "overrides.yaml")
 RESOLVED_CONFIG = "resolved_config.yaml"
 CHECKPOINT = os.path.join("checkpoints", "best.ckpt")
 VAL_PREDICTIONS = "val_predictions.csv"
+VAL_LOGITS = "val_logits.npz"
 
 
 def _job_order(name: str) -> tuple[int, str]:
@@ -63,6 +65,10 @@ def resolved_config_path(job_dir: str) -> str:
 
 def val_predictions_path(job_dir: str) -> str:
     return os.path.join(job_dir, VAL_PREDICTIONS)
+
+
+def val_logits_path(job_dir: str) -> str:
+    return os.path.join(job_dir, VAL_LOGITS)
 
 
 def trained_jobs(sweep_dir: str, jobs: Sequence[str] | None = None) -> list[str]:

@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger, MLFlowLogger
 
 from medcls.data.datamodule import ClassificationDataModule
+from medcls.data.provenance import applies as provenance_applies
+from medcls.data.provenance import apply_split_settings, check_test_partition
 from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.evaluation.calibration import Calibration
@@ -30,16 +32,35 @@ def build_datamodule(cfg: DictConfig) -> ClassificationDataModule:
     )
 
 
-def datamodule_for_checkpoint(cfg: DictConfig, meta: dict) -> ClassificationDataModule:
+def datamodule_for_checkpoint(
+    cfg: DictConfig, meta: dict, ckpt: str = "the checkpoint"
+) -> ClassificationDataModule:
     """``cfg.data`` seen as the checkpoint's model saw its training images, labelled with the
-    checkpoint's classes; ``cfg.split`` picks the partition to evaluate."""
+    checkpoint's classes; ``cfg.split`` picks the partition to evaluate.
+
+    On the dataset the checkpoint was trained on, the partitions are the checkpoint's: its
+    split settings replace the config's, and a test partition that no longer has the ids the
+    checkpoint was tested on stops the command (:mod:`medcls.data.provenance`)."""
+    provenance = meta.get("split")
+    governed = provenance_applies(provenance, cfg.data, cfg.split)
     with open_dict(cfg):
         # Size, crops and colour mode come from the checkpoint, whatever the data config says.
         for key, value in meta["preprocess"].items():
             cfg.data[key] = value
         cfg.data.test_partition = cfg.split
+        notes = apply_split_settings(cfg.data, provenance) if governed else []
+    for note in notes:
+        log.warning("partitions as %s was trained: %s", ckpt, note)
+    if not provenance and cfg.split != "all":
+        log.warning(
+            "%s carries no split (trained before medcls stored it): the %s partition is "
+            "rebuilt from this config (data.split_seed=%s); make sure it is the training run's.",
+            ckpt, cfg.split, cfg.data.get("split_seed"),
+        )  # fmt: skip
     dm = build_datamodule(cfg)
     dm.setup()
+    if governed:
+        check_test_partition(provenance, dm.records_of("test"), dm.num_classes, ckpt)
     class_map = cfg.get("class_map")
     dm.remap_to(meta["class_names"], OmegaConf.to_container(class_map) if class_map else None)
     return dm

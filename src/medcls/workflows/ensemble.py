@@ -19,8 +19,10 @@ from omegaconf import DictConfig, open_dict
 from medcls.data.records import DataError, Record
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.evaluation.calibration import Calibration, choose_threshold
+from medcls.evaluation.oof import cross_fit, read_val_logits
 from medcls.evaluation.report import calibration_summary, metric_set, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
+from medcls.studies.stats import balanced_accuracy
 from medcls.studies.sweep_configs import sweep_configs
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
@@ -61,15 +63,50 @@ def resolve_checkpoints(cfg: DictConfig) -> list[str]:
     return paths
 
 
-def oof_predictions(sweep_dir: str, jobs: list[str] | None = None) -> pd.DataFrame | None:
+def ensemble_views(cfg: DictConfig, settings: EvalSettings) -> list[str] | None:
+    """``eval.tta`` (or the older top-level ``tta``) when given; ``None``: each checkpoint's
+    own views, those its test and calibration used."""
+    if settings.tta is not None:
+        return list(settings.tta)
+    return list(cfg.tta) if cfg.get("tta") else None
+
+
+def _test_digest(meta: dict) -> tuple[str, str] | None:
+    split = meta.get("split")
+    return (split["data_name"], split["test_digest"]) if split else None
+
+
+def oof_predictions(
+    sweep_dir: str, jobs: list[str] | None = None, positive: int = 1
+) -> pd.DataFrame | None:
     """Every job's (or ``jobs``') validation predictions stacked (the out-of-fold predictions
-    of a CV), with the job's name in ``job``."""
-    files = [
-        (sweep_folder.job_name(d), sweep_folder.val_predictions_path(d))
+    of a CV), with the job's name in ``job``. When every job kept its validation logits, the
+    probabilities and decisions are cross-fitted (fold k's post-hoc choices fitted on the
+    other folds, :func:`medcls.evaluation.oof.cross_fit`); ``attrs["posthoc"]`` says which:
+    ``cross-fitted``, or ``in-sample`` (each fold's own choices, fitted on these images)."""
+    dirs = [
+        d
         for d in sweep_folder.job_dirs(sweep_dir, jobs)
+        if os.path.isfile(sweep_folder.val_predictions_path(d))
     ]
-    frames = [read_predictions(f).assign(job=name) for name, f in files if os.path.isfile(f)]
-    return pd.concat(frames) if frames else None
+    frames = [
+        read_predictions(sweep_folder.val_predictions_path(d)).assign(job=sweep_folder.job_name(d))
+        for d in dirs
+    ]
+    if not frames:
+        return None
+    oof = pd.concat(frames, ignore_index=True)
+    oof.attrs["posthoc"] = "in-sample"
+    logits = [sweep_folder.val_logits_path(d) for d in dirs]
+    if len(dirs) >= 2 and all(os.path.isfile(p) for p in logits):
+        fit = cross_fit([read_val_logits(p) for p in logits], positive)
+        if fit.paths == list(oof["path"]):
+            names = [c[2:] for c in oof.columns if c.startswith("p_")]
+            for i, c in enumerate(names):
+                oof[f"p_{c}"] = fit.probs[:, i]
+            oof["prediction"] = [names[i] for i in fit.preds]
+            oof.attrs["posthoc"] = "cross-fitted"
+    return oof
 
 
 def ensemble_calibration(loaded, oof: Predictions | None, settings: EvalSettings) -> Calibration:
@@ -85,6 +122,40 @@ def ensemble_calibration(loaded, oof: Predictions | None, settings: EvalSettings
     return Calibration()
 
 
+def ensemble_probs(loaded, loader, views: list[str] | None) -> dict[str, np.ndarray]:
+    """One model: its probability (its temperature, if any, is applied by the report). Several:
+    the mean of each model's probability as it is deployed (its own views, bias and
+    temperature), the probability a fold model's out-of-fold predictions show."""
+    if len(loaded) == 1:
+        return predict_probs([loaded[0][0]], loader, tta=views)
+    outs = [predict_probs([task], loader, tta=views) for task, _ in loaded]
+    tempered = [
+        Calibration.from_meta(meta.get("calibration")).apply(o["probs"])
+        for o, (_, meta) in zip(outs, loaded, strict=True)
+    ]
+    return {**outs[0], "probs": np.mean(tempered, axis=0)}
+
+
+def oof_note(oof: pd.DataFrame | None) -> str:
+    if oof is not None and oof.attrs.get("posthoc") == "cross-fitted":
+        return "cross-fitted: each fold's from the other folds"
+    return "fitted on these images: in-sample"
+
+
+def oof_scores(oof: pd.DataFrame, pred: Predictions, settings: EvalSettings) -> dict[str, float]:
+    """Out-of-fold metrics with no choice fitted on the images they score: the argmax of the
+    (cross-fitted) probabilities, and, for a threshold rule, the balanced accuracy of the
+    cross-fitted decisions. ``posthoc_cross_fitted``: 1, or 0 when the folds kept no logits
+    (their own τ and temperature, fitted on these images, are in: in-sample)."""
+    values = metric_set(pred, settings)[0]
+    crossed = oof.attrs.get("posthoc") == "cross-fitted"
+    if crossed and settings.threshold != "argmax" and len(pred.class_names) == 2:
+        decided = np.array([pred.class_names.index(c) for c in oof["prediction"]])
+        values["balanced_accuracy_at_threshold"] = balanced_accuracy(pred.labels, decided)
+    values["posthoc_cross_fitted"] = float(crossed)
+    return values
+
+
 def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     settings = EvalSettings.from_cfg(cfg.get("eval"))
@@ -95,6 +166,12 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
         if m["class_names"] != meta["class_names"] or m["preprocess"] != meta["preprocess"]:
             raise DataError(
                 f"{p} has other classes or preprocessing than {paths[0]}; ensemble models of one study."
+            )
+        if cfg.split != "all" and _test_digest(m) != _test_digest(meta):
+            raise DataError(
+                f"{p} was tested on other images than {paths[0]} (another data set or split "
+                "seed): their ensemble has no common held-out test partition. Ensemble models "
+                "of one split, or score every image of an external set with split=all."
             )
     jobs = list(cfg.get("jobs") or [])
     if cfg.get("sweep_dir") and cfg.get("data_from_sweep", True):
@@ -107,11 +184,11 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
                 if job.get("logger") and job.logger.get("mlflow") and cfg.get("logger"):
                     cfg.logger.mlflow.experiment_name = job.logger.mlflow.experiment_name
                     cfg.logger.mlflow.tracking_uri = job.logger.mlflow.tracking_uri
-    dm = datamodule_for_checkpoint(cfg, meta)
-    check_subgroup_attributes(dm.records, settings.subgroups)
+    dm = datamodule_for_checkpoint(cfg, meta, paths[0])
+    check_subgroup_attributes(dm.records_of(cfg.split), settings.subgroups, cfg.data)
     names, positive = meta["class_names"], meta.get("positive_class", 1)
 
-    out = predict_probs(tasks, dm.test_dataloader(), tta=list(cfg.get("tta") or []))
+    out = ensemble_probs(loaded, dm.test_dataloader(), ensemble_views(cfg, settings))
     records = [dm.records[i] for i in out["index"]]
     out_dir = cfg.paths.output_dir
     oof = oof_predictions(cfg.sweep_dir, jobs) if cfg.get("sweep_dir") else None
@@ -139,8 +216,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     )
     result, files = dict(ev.metrics), list(ev.files)
     if oof_pred is not None:
-        oof_metrics = metric_set(oof_pred, settings, calibration=calibration)[0]
-        result.update({f"oof/{k}": v for k, v in oof_metrics.items()})
+        result.update({f"oof/{k}": v for k, v in oof_scores(oof, oof_pred, settings).items()})
     files.append(
         write_predictions(
             os.path.join(out_dir, "ensemble_predictions.csv"),
@@ -167,14 +243,18 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
                 **config_locations(cfg),  # paths and URIs: tags, not params
                 "medcls.role": "ensemble",
                 "checkpoints": " ".join(os.path.abspath(p) for p in paths),
-                "tta": ",".join(cfg.get("tta") or []),
+                "tta": ",".join(ensemble_views(cfg, settings) or ["(each checkpoint's)"]),
                 **(cfg.get("tags") or {}),
             },
         )
         mlf.log_metrics(result)
         log_run_files(loggers, files)
         mlf.finalize("success")
-    extra = {"models": str(len(tasks)), "tta views": str(1 + len(cfg.get("tta") or []))}
+    views = ensemble_views(cfg, settings)
+    extra = {
+        "models": str(len(tasks)),
+        "tta views": "each checkpoint's" if views is None else str(1 + len(views)),
+    }
     extra.update(source_summary(result))
     extra.update(calibration_summary(result))
     print_metrics_table(
@@ -186,7 +266,7 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
     for prefix, title in (
         ("series/", "CT series level (softmax averaged per series)"),
         ("group/", "group level (softmax averaged per group)"),
-        ("oof/", "out-of-fold (CV)"),
+        ("oof/", f"out-of-fold (CV; post-hoc choices {oof_note(oof)})"),
     ):
         if any(k.startswith(prefix) for k in result):
             print_metrics_table(

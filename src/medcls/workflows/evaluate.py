@@ -47,9 +47,15 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     ckpt_path = checkpoint_to_evaluate(cfg)
     task, meta = load_task(ckpt_path, channels_last=resolve_channels_last("auto", precision))
-    task.tta = tta_views(settings.tta)  # eval.tta: views the test averages
-    dm = datamodule_for_checkpoint(cfg, meta)
-    check_subgroup_attributes(dm.records, settings.subgroups)
+    if settings.tta is not None:  # eval.tta replaces the checkpoint's views (said, not hidden)
+        if list(settings.tta) != list(meta.get("tta") or []):
+            log.warning(
+                "eval.tta=%s replaces the checkpoint's views %s, on which its temperature and "
+                "threshold were fitted", list(settings.tta), list(meta.get("tta") or []),
+            )  # fmt: skip
+        task.tta = tta_views(settings.tta)
+    dm = datamodule_for_checkpoint(cfg, meta, ckpt_path)
+    check_subgroup_attributes(dm.records_of(cfg.split), settings.subgroups, cfg.data)
     if cfg.get("print_config"):  # after the checkpoint set the image size, crops and colour
         print_config_tree(cfg)
 

@@ -74,8 +74,16 @@ def run_predict(cfg: DictConfig) -> str:
     if decoded.bad and cfg.on_bad_image == "error":
         raise DataError(f"cannot decode {decoded.bad[0][0]}: {decoded.bad[0][1]}")
     keep = np.flatnonzero(decoded.ok)
-    tta = list(cfg.get("tta") or [])
-    probs = predictor.predict_prepared(decoded.images[keep], int(cfg.batch_size), tta)
+    tta = cfg.get("tta")  # null: the checkpoint's views (what its calibration was fitted on)
+    if tta is not None and list(tta) != predictor.views:
+        console.print(
+            f"[yellow]tta={list(tta)} replaces the checkpoint's views {predictor.views}: its "
+            "temperature and threshold were fitted on those, so these probabilities are not the "
+            "ones its test reported[/]"
+        )
+    probs = predictor.predict_prepared(
+        decoded.images[keep], int(cfg.batch_size), None if tta is None else list(tta)
+    )
     preds = predictor.predicted_class(probs)
     calibration = predictor.calibration
     out = os.path.abspath(cfg.output)
@@ -94,7 +102,7 @@ def run_predict(cfg: DictConfig) -> str:
                 kept,
                 probs,
                 meta["class_names"],
-                predictor.predicted_class,
+                predictor.predicted_group_class,
             )
             console.print(f"wrote the per-{word} predictions (mean over slices) to {path}")
     if calibration != Calibration():

@@ -160,7 +160,7 @@ def fold_checkpoints(round_dir: str) -> tuple[dict[int, str], DictConfig]:
     return found, first
 
 
-def _pool_loader(s: PseudoSettings, job: DictConfig, meta: dict):
+def _pool_loader(s: PseudoSettings, job: DictConfig, meta: dict, ckpt: str):
     """The pool as ``(records, loader, hidden)``: the loader's ``index`` points into
     ``records``; ``hidden`` holds the true labels at the same positions (test pool), or None."""
     cfg = OmegaConf.create(
@@ -174,7 +174,7 @@ def _pool_loader(s: PseudoSettings, job: DictConfig, meta: dict):
     )
     with open_dict(cfg):  # the test partition does not depend on the fold
         cfg.data.fold, cfg.data.extra_records = None, None
-    dm = datamodule_for_checkpoint(cfg, meta)
+    dm = datamodule_for_checkpoint(cfg, meta, ckpt)
     if s.pool == "test":
         if dm.partitions["test"].size == 0:
             raise DataError("pool=test but the data has no test partition (data.test_fraction=0)")
@@ -207,7 +207,7 @@ def label_pool(s: PseudoSettings, round_dir: str, next_dir: str) -> dict[str, fl
     loaded = {fold: load_task(path) for fold, path in ckpts.items()}
     meta = next(iter(loaded.values()))[1]
     names = list(meta["class_names"])
-    records, loader, hidden = _pool_loader(s, job, meta)
+    records, loader, hidden = _pool_loader(s, job, meta, next(iter(ckpts.values())))
     alpha = label_smoothing_of(job)
     cut = effective_threshold(s.threshold, alpha, len(names))
     if alpha:  # smoothed models never reach the raw threshold: say what it became
@@ -217,10 +217,12 @@ def label_pool(s: PseudoSettings, round_dir: str, next_dir: str) -> dict[str, fl
             f"{effective_threshold(1, alpha, len(names)):.4f} of loss.label_smoothing={alpha})"
         )
     if s.labeller == "ensemble":  # the paper: the averaged fold models label every fold's pool
-        out = predict_probs([t for t, _ in loaded.values()], loader, s.tta)
+        out = predict_probs([t for t, _ in loaded.values()], loader, s.tta or None)
         per_fold = dict.fromkeys(loaded, out)
     else:
-        per_fold = {fold: predict_probs([t], loader, s.tta) for fold, (t, _) in loaded.items()}
+        per_fold = {
+            fold: predict_probs([t], loader, s.tta or None) for fold, (t, _) in loaded.items()
+        }
     counts, correct = [], 0
     for fold, out in per_fold.items():
         rows, labels = select_pseudo_labels(out["probs"], s.threshold, alpha)
@@ -251,7 +253,7 @@ def round_metrics(s: PseudoSettings, round_dir: str) -> dict[str, float]:
     meta = read_checkpoint(next(iter(ckpts.values())))["medcls"]
     names, positive = list(meta["class_names"]), meta.get("positive_class", 1)
     result: dict[str, float] = {}
-    oof = oof_predictions(round_dir)
+    oof = oof_predictions(round_dir, positive=positive)
     if oof is not None:
         probs = oof[[f"p_{c}" for c in names]].to_numpy()
         labels = np.array([names.index(c) for c in oof["label"]])

@@ -23,7 +23,7 @@ def recipe_options(cfg: DictConfig, dm: ClassificationDataModule, settings: Eval
     return {
         "mixup": build_mixup(cfg.get("mixup"), dm.num_classes, cfg.loss),
         "resize_schedule": resize_schedule(cfg.data.get("progressive_resize"), dm),
-        "tta": settings.tta,
+        "tta": settings.views,
     }
 
 
@@ -89,7 +89,7 @@ def recipe_callbacks(
     if budget is not None:
         tested = dm.partitions.get(str(cfg.data.get("test_partition", "test")), ())
         test = len(tested) if cfg.get("test", True) else 0  # (data.test_partition=val: val's)
-        views = 1 + len(settings.tta)  # test-time views: one pass each
+        views = 1 + len(settings.views)  # test-time views: one pass each
         out.append(TimeBudget(budget, started, test_images=test * views))
     return out
 

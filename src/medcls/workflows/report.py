@@ -91,7 +91,9 @@ def run_report(cfg: DictConfig) -> pd.DataFrame:
             f"[bold]{b!r} vs {a!r}[/] on {result['images']} shared test images: "
             f"{cfg.bootstrap_metric} difference {pb['difference']:+.4f} "
             f"(95% CI {pb['ci_low']:+.4f} … {pb['ci_high']:+.4f}, paired bootstrap p={pb['p_value']:.3f}); "
-            f"McNemar: {m['only_a_correct']} images only A right, {m['only_b_correct']} only B, p={m['p_value']:.3g}"
+            f"{m['method']}: {m['only_a_correct']} images only A right, {m['only_b_correct']} only B"
+            + (f" ({m['discordant_units']} discordant groups)" if m["unit"] == "group" else "")
+            + f", p={m['p_value']:.3g}"
         )
     if parent:
         for f in files:

@@ -17,10 +17,13 @@ from pytorch_lightning.callbacks import LearningRateMonitor, WeightAveraging
 
 from medcls.callbacks.optuna_pruning import pruned_epoch
 from medcls.data.datamodule import ClassificationDataModule
+from medcls.data.provenance import split_provenance
 from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings
-from medcls.evaluation.calibration import Calibration, fit_calibration
-from medcls.evaluation.logit_adjustment import adjust, fit_logit_adjustment, log_prior
+from medcls.evaluation.calibration import Calibration
+from medcls.evaluation.logit_adjustment import log_prior
+from medcls.evaluation.oof import VAL_LOGITS, write_val_logits
+from medcls.evaluation.posthoc import fit_posthoc
 from medcls.evaluation.report import calibration_summary, level_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
@@ -29,7 +32,7 @@ from medcls.models import Classifier
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import read_checkpoint, update_checkpoint
 from medcls.tasks.factory import create_task, create_task_model
-from medcls.tasks.inference import predict_probs
+from medcls.tasks.inference import predict_view_logits
 from medcls.tracking.artifacts import write_isic_csv, write_predictions
 from medcls.tracking.class_counts import write_class_counts
 from medcls.tracking.datasets import log_partitions
@@ -93,7 +96,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     dm = build_datamodule(cfg)
     dm.setup()
     final_fit = train_on(cfg, dm)
-    check_subgroup_attributes(dm.records, settings.subgroups)  # before, not after, training
+    scored = in_sample_tag(dm)  # data.test_partition=val|train: said and tagged
+    check_subgroup_attributes(dm.records_of(dm.cfg.test_partition), settings.subgroups, dm.cfg)
     if settings.fits_on_validation and not len(dm.partitions["val"]):
         raise DataError(
             f"eval.calibrate={settings.calibrate} / eval.threshold={settings.threshold} are "
@@ -122,6 +126,9 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         "positive_class": positive,
         "dataset": dm.source_name,
         "task": task_cfg,
+        "tta": list(settings.views),  # the views its post-hoc fitting and test use
+        # which images it is tested on: later commands rebuild exactly these (data/provenance)
+        "split": split_provenance(cfg.data, dm.records_of("test"), dm.num_classes),
     }
     task = create_task(
         task_cfg,
@@ -183,6 +190,9 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
                 "model": cfg.model.name,
                 "fold": cfg.data.fold,
                 "precision": precision,
+                "split.test_digest": meta["split"]["test_digest"],
+                "split.test_images": len(meta["split"]["test_ids"]),
+                **scored,
                 **trial_tags(cfg),
                 **(cfg.get("tags") or {}),
             },
@@ -241,10 +251,35 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
             example = None if i is None else example_image(dm.records[i], dm.decoded.images[i])
             log_run_outputs(mlf, cfg.logger.mlflow, extra["best checkpoint"], example)
     if main_process:
-        print_metrics_table(metrics, f"{cfg.run_name}: test metrics", extra, settings.level)
+        print_metrics_table(
+            metrics, f"{cfg.run_name}: {scored_partition_title(dm)} metrics", extra, settings.level
+        )
         if mlf is not None:
             console.print(run_location(mlf))
     return metrics
+
+
+def scored_partition_title(dm: ClassificationDataModule) -> str:
+    """What the report of this run's test is on: ``test``, or a partition named as in-sample."""
+    part = str(dm.cfg.get("test_partition", "test"))
+    if part in ("test", "all"):
+        return part
+    return f"{part} partition, IN-SAMPLE (it chose the checkpoint and the post-hoc settings)"
+
+
+def in_sample_tag(dm: ClassificationDataModule) -> dict[str, str]:
+    """``data.test_partition=val|train``: the run's test figures are on images that chose its
+    checkpoint (and τ, temperature, threshold) or trained it; tagged and said, not hidden."""
+    part = str(dm.cfg.get("test_partition", "test"))
+    if part not in ("val", "train"):
+        return {}
+    log.warning(
+        "data.test_partition=%s: every test/* figure of this run is in-sample (the %s "
+        "partition chose the checkpoint and the post-hoc settings%s); report held-out figures "
+        "from the test partition.",
+        part, part, " and trained the model" if part == "train" else "",
+    )  # fmt: skip
+    return {"medcls.scored_partition": f"{part} (in-sample)"}
 
 
 def _example_index(dm: ClassificationDataModule) -> int | None:
@@ -320,31 +355,91 @@ def _batches_trained(trainer: pl.Trainer) -> int:
     return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
 
 
+def _fit(cfg, trainer: pl.Trainer, task, dm, loggers, resume_path) -> dict[str, float]:
+    """Fit; return the training speed as users compare it: images of the epochs trained per
+    fit second (validation included), the figure benchmarks/recipe_ham10000.py sets beside a
+    bare loop; in batches, since a time budget's last epoch may be partial."""
+    metrics: dict[str, float] = {}
+    fit_start, first = time.time(), _batches_trained(trainer)
+    trainer.fit(task, datamodule=dm, ckpt_path=resume_path)
+    per_epoch = max(1, trainer.num_training_batches)
+    epochs = (_batches_trained(trainer) - first) / per_epoch
+    if epochs > 0:
+        seen = epochs * len(dm.partitions["train"])
+        metrics["fit_images_per_s"] = seen / max(time.time() - fit_start, 1e-9)
+        metrics["epochs_trained"] = _batches_trained(trainer) / per_epoch
+        _log_once(trainer, loggers, metrics, ("fit_images_per_s", "epochs_trained"))
+    return metrics
+
+
+def _kept_val_metrics(cfg, trainer: pl.Trainer, task, dm) -> dict[str, float]:
+    """``val/*`` of the kept (tested) model: one validation pass of its weights, logged
+    nowhere (the per-epoch curves stay as trained). The fit's ``callback_metrics`` hold the
+    last epoch's values instead, which need not be the kept epoch's."""
+    if trainer.world_size > 1:  # DDP: a second trainer would start its own process group
+        return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    quiet = pl.Trainer(
+        accelerator=str(cfg.trainer.accelerator),
+        devices=1,
+        precision=trainer.precision,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    with warnings.catch_warnings():  # (e.g. "no val dataloader workers")
+        warnings.simplefilter("ignore")
+        quiet.validate(task, datamodule=dm, verbose=False)
+    return {k: float(v) for k, v in quiet.callback_metrics.items() if k.startswith("val/")}
+
+
+def _posthoc(cfg, trainer, task, dm, loggers, settings, metrics) -> tuple[Calibration, dict]:
+    """Fit the logit adjustment, temperature and thresholds on the kept model's validation
+    logits (:func:`medcls.evaluation.posthoc.fit_posthoc`); write ``val_predictions.csv`` (the
+    model's probability, as test and deployment compute it; a CV fold's out-of-fold predictions)
+    and ``val_logits.npz`` (what cross-fitting the folds starts from). Returns the calibration
+    and what ``best.ckpt`` gains (``state``, ``meta``)."""
+    out_dir, fit_tau = cfg.paths.output_dir, cfg.get("train", True)
+    val = predict_view_logits(task, dm.val_dataloader())
+    records = [dm.records[i] for i in val["index"]]
+    logp = log_prior(dm.class_counts)
+    fit = fit_posthoc(
+        val["logits"], val["labels"], [r.group for r in records], logp,
+        task.test_metrics.positive, settings,
+        bias=None if fit_tau else task.logit_bias.detach().cpu().double().numpy(),
+    )  # fmt: skip
+    state, meta = {}, {}
+    if fit.tau is not None:  # refitted from the bias-free logits: a resumed run's old τ goes
+        task.logit_bias.copy_(torch.as_tensor(fit.bias, dtype=task.logit_bias.dtype))
+        state["logit_bias"] = task.logit_bias.detach().cpu().clone()  # in the weights
+        meta["logit_adjustment"] = {"tau": fit.tau, "how": fit.how}
+    if fit.tau:
+        log.info("logit adjustment: τ = %.2f (%s)", fit.tau, fit.how)
+        metrics["logit_adjustment_tau"] = float(fit.tau)
+        _log_once(trainer, loggers, metrics, ("logit_adjustment_tau",))
+    if settings.fits_on_validation:
+        meta["calibration"] = fit.calibration.to_meta()  # eval, predict and exports apply it
+        log.info("fitted on validation: %s", fit.calibration)
+    csv = os.path.join(out_dir, "val_predictions.csv")
+    preds = fit.calibration.predict(fit.probs, task.test_metrics.positive)
+    write_predictions(csv, records, fit.probs, val["labels"], dm.class_names, preds)
+    npz = write_val_logits(os.path.join(out_dir, VAL_LOGITS), records, val, logp, settings)
+    log_run_files(loggers, [csv, npz])
+    return fit.calibration, {"state": state, "meta": meta}
+
+
 def _fit_and_test(
     cfg, trainer: pl.Trainer, task: ClassificationTask, dm, loggers, resume_path, settings
 ):
-    """Fit, then test the best checkpoint; write predictions (test, and validation = the
-    out-of-fold predictions of a cross-validation fold) and log them."""
-    out_dir = cfg.paths.output_dir
+    """Fit, then validate and test the kept checkpoint, after fitting the post-hoc choices on
+    its validation predictions; write the predictions and the report and log them."""
     main_process = trainer.is_global_zero
-    metrics: dict[str, float] = {}
-    if cfg.get("train", True):
-        fit_start, first = time.time(), _batches_trained(trainer)
-        trainer.fit(task, datamodule=dm, ckpt_path=resume_path)
-        # training speed as users compare it: images of the epochs trained per fit second
-        # (validation included), the figure benchmarks/recipe_ham10000.py sets beside a bare loop;
-        # in batches, since a time budget's last epoch may be partial
-        per_epoch = max(1, trainer.num_training_batches)
-        epochs = (_batches_trained(trainer) - first) / per_epoch
-        if epochs > 0:
-            seen = epochs * len(dm.partitions["train"])
-            metrics["fit_images_per_s"] = seen / max(time.time() - fit_start, 1e-9)
-            metrics["epochs_trained"] = _batches_trained(trainer) / per_epoch
-            _log_once(trainer, loggers, metrics, ("fit_images_per_s", "epochs_trained"))
-    metrics.update(
-        {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    )
+    metrics = _fit(cfg, trainer, task, dm, loggers, resume_path) if cfg.get("train", True) else {}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:  # the kept model: validation, post-hoc fitting and test all see its weights
+        task.load_state_dict(read_checkpoint(best)["state_dict"], strict=False)
+    has_val = len(dm.partitions["val"]) > 0
+    metrics.update(_kept_val_metrics(cfg, trainer, task, dm) if has_val else {})
     metrics.update(_kept_model_score(trainer, best, loggers))
     pruned = pruned_epoch(trainer)
     if pruned is not None:  # a pruned trial is not worth its test
@@ -352,68 +447,40 @@ def _fit_and_test(
         _log_once(trainer, loggers, metrics, ("pruned_at_epoch",))
         log.info("pruned at epoch %d: not tested", pruned)
     tested = cfg.get("test", True) and len(dm.partitions["test"]) > 0 and pruned is None
-    calibration = Calibration()
+    calibration, gains = Calibration(), {"state": {}, "meta": {}}
     on_val = cfg.get("train", True) or settings.fits_on_validation
-    val, state, meta = None, {}, {}  # what best.ckpt gains, written once
-    if on_val and len(dm.partitions["val"]) and main_process:
-        # the kept model on validation: the out-of-fold predictions of a CV fold, and what a
-        # temperature and a decision threshold are fitted on before test sees anything
-        if best:
-            task.load_state_dict(read_checkpoint(best)["state_dict"], strict=False)
-        val = predict_probs([task], dm.val_dataloader(), settings.tta)
-    if cfg.get("train", True) and main_process:  # the logit adjustment, before calibrating
-        tau, how = fit_logit_adjustment(
-            settings.logit_adjustment, dm.class_counts,
-            None if val is None else val["probs"], None if val is None else val["labels"],
-        )  # fmt: skip
-        if tau:
-            logp = log_prior(dm.class_counts)
-            task.logit_bias.copy_(torch.as_tensor(-tau * logp, dtype=task.logit_bias.dtype))
-            if val is not None:
-                val["probs"] = adjust(val["probs"], logp, tau)
-            # in the weights: test, medcls-eval, -predict and exports apply it
-            state["logit_bias"] = task.logit_bias.detach().cpu().clone()
-            meta["logit_adjustment"] = {"tau": tau, "how": how}
-            log.info("logit adjustment: τ = %.2f (%s)", tau, how)
-            metrics["logit_adjustment_tau"] = float(tau)
-            _log_once(trainer, loggers, metrics, ("logit_adjustment_tau",))
-    if val is not None:
-        path = os.path.join(out_dir, "val_predictions.csv")
-        write_predictions(
-            path, [dm.records[i] for i in val["index"]], val["probs"], val["labels"], dm.class_names
-        )
-        log_run_files(loggers, [path])
-        if settings.fits_on_validation:
-            calibration = fit_calibration(
-                val["probs"], val["labels"], task.test_metrics.positive,
-                settings.calibrate, settings.threshold,
-            )  # fmt: skip
-            meta["calibration"] = calibration.to_meta()  # medcls-eval and -predict apply it
-            log.info("fitted on validation: %s", calibration)
-    if best and (state or meta):
-        update_checkpoint(best, state=state, meta=meta)
+    if on_val and has_val and main_process:
+        calibration, gains = _posthoc(cfg, trainer, task, dm, loggers, settings, metrics)
+    if best and (gains["state"] or gains["meta"]):
+        update_checkpoint(best, state=gains["state"], meta=gains["meta"])
     # EMA: test the kept (averaged) weights; the callback would load the raw ones back
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     # DDP: every process tests best.ckpt, which the main one may just have given a logit bias
     trainer.strategy.barrier("medcls-checkpoint-updated")
-    if tested:  # test() restores the best checkpoint's weights into the task
-        with warnings.catch_warnings():  # (that it was written with an EMA callback)
-            warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint")
-            trainer.test(
-                task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True
-            )
-        metrics.update({f"test/{k}": v for k, v in task.test_results.items()})
-    if tested and main_process:  # (under DDP the task gathered every process's predictions)
-        title = f"{cfg.run_name} · test"
-        files = report_test(task, dm, settings, out_dir, title, loggers, metrics, calibration)
-        isic_csv = write_isic_csv(
-            os.path.join(out_dir, "test_set_isic.csv"),
-            dm.records_of("test"),
-            dm.labels[dm.partitions["test"]],
-            dm.class_names,
-        )
-        log_run_files(loggers, [*files, isic_csv])
-        cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: Grad-CAM overlays
-        if run_test_cams(cfg.get("cam"), task, dm, task.test_outputs, cam_dir):
-            log_run_files(loggers, [cam_dir], "gradcam")
+    if tested:
+        _test(cfg, trainer, task, dm, loggers, settings, metrics, calibration, best)
     return metrics
+
+
+def _test(cfg, trainer, task, dm, loggers, settings, metrics, calibration, best) -> None:
+    """Test the kept checkpoint (``trainer.test`` restores its weights into the task); the main
+    process writes the report, the ISIC CSV and Grad-CAM overlays."""
+    with warnings.catch_warnings():  # (that it was written with an EMA callback)
+        warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint")
+        trainer.test(task, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
+    metrics.update({f"test/{k}": v for k, v in task.test_results.items()})
+    if not trainer.is_global_zero:  # (under DDP the task gathered every process's predictions)
+        return
+    out_dir = cfg.paths.output_dir
+    title = f"{cfg.run_name} · {scored_partition_title(dm)}"
+    files = report_test(task, dm, settings, out_dir, title, loggers, metrics, calibration)
+    isic_csv = write_isic_csv(
+        os.path.join(out_dir, "test_set_isic.csv"),
+        dm.records_of("test"),
+        dm.labels[dm.partitions["test"]],
+        dm.class_names,
+    )
+    log_run_files(loggers, [*files, isic_csv])
+    cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: Grad-CAM overlays
+    if run_test_cams(cfg.get("cam"), task, dm, task.test_outputs, cam_dir):
+        log_run_files(loggers, [cam_dir], "gradcam")

@@ -188,7 +188,9 @@ def load_combined(
     ``max_per_class`` and ``max_images`` (seeded caps, default ``cfg.max_per_class`` /
     ``cfg.max_images``). Group ids are prefixed with the source name, and records of one image
     or lesion in several sources are joined into one group (``cfg.dedupe``, see
-    :mod:`medcls.data.sources.joins`) so it never lands in two partitions.
+    :mod:`medcls.data.sources.joins`) so it never lands in two partitions; an image several
+    sources hold is then one record, the first source's (the notes count the copies dropped),
+    so it is trained on and scored once. Caps apply per source, before that.
     """
     if load is None:
         from medcls.data.sources import load_source as load

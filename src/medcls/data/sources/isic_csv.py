@@ -6,6 +6,12 @@ list (the ``isic2019`` preset does) or ``data.drop_empty_classes`` drops such co
 hold ``UNK`` images: labels outside the class list follow ``data.unknown`` (``error``;
 ``exclude``: left out; ``reject``: kept with label ``len(classes)``, test-only, and scored as a
 rejected class; see :mod:`medcls.metrics.open_set`).
+
+Lesion groups and subgroup attributes (``data.metadata_columns``) come from a metadata CSV
+joined on the image id: ``data.metadata_csv`` for the training list, ``data.test_metadata_csv``
+for the official test list (ISIC publishes one per set; every test image needs a row). Without
+the latter the test images look themselves up in the training metadata, which usually does not
+list them, so a subgroup analysis of the test set is refused rather than scored as "unknown".
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ FIX = "Set data.root, data.csv and data.images_dir (ISIC layout: image,MEL,NV,..
 
 def _read_table(
     cfg: DictConfig, csv_key: str, images_key: str
-) -> tuple[list[str], np.ndarray, list[str], str, dict]:
+) -> tuple[list[str], np.ndarray, list[str], str]:
+    """One ground-truth CSV: image paths (N), label indices (N), its class columns, its path."""
     root = cfg.root or "."
     csv_path = require_file(
         os.path.join(root, cfg[csv_key]), f"ISIC ground-truth CSV (data.{csv_key})", FIX
@@ -65,27 +72,53 @@ def _read_table(
             f"over {class_cols}; {bad.size} such row(s). Each image needs exactly one 1."
         )
     paths = [os.path.join(images_dir, f"{i}{cfg.image_ext}") for i in df[cfg.image_column]]
-    groups, attributes = {}, {}
-    if cfg.get("metadata_csv"):
-        meta_path = require_file(
-            os.path.join(root, cfg.metadata_csv), "ISIC metadata CSV (data.metadata_csv)", FIX
+    return paths, onehot.argmax(axis=1), class_cols, csv_path
+
+
+Metadata = tuple[dict[str, str], dict[str, tuple[tuple[str, str], ...]], str]
+
+
+def _read_metadata(cfg: DictConfig, key: str, group_required: bool = True) -> Metadata:
+    """``data.<key>`` (a metadata CSV joined on ``data.image_column``): image id → group id
+    (non-empty ``data.group_column`` values), image id → ``data.metadata_columns`` pairs (every
+    row, so "has a row" is ``id in attributes``), and the file's path. ``group_required=False``:
+    a file without the group column gives no groups (ISIC 2019's test metadata has none)."""
+    path = require_file(
+        os.path.join(cfg.root or ".", cfg[key]), f"ISIC metadata CSV (data.{key})", FIX
+    )
+    meta = read_csv_columns(
+        path, [cfg.image_column, cfg.group_column] if group_required else [cfg.image_column]
+    )
+    ids = meta[cfg.image_column]
+    groups = {}
+    if cfg.group_column in meta.columns:
+        groups = {i: g for i, g in zip(ids, meta[cfg.group_column], strict=True) if g}
+    pairs = metadata_pairs(meta, cfg.get("metadata_columns"))
+    return groups, dict(zip(ids, pairs, strict=True)), path
+
+
+def _test_metadata(cfg: DictConfig, t_ids: list[str], train_meta: Metadata) -> Metadata:
+    """Groups and attributes of the official test images (ids ``t_ids``): from
+    ``data.test_metadata_csv``, where every test image needs a row. Without it, the training
+    metadata (``train_meta``) as before, which only a file covering both sets describes."""
+    if not cfg.get("test_metadata_csv"):
+        return train_meta
+    groups, attributes, path = _read_metadata(cfg, "test_metadata_csv", group_required=False)
+    missing = [i for i in t_ids if i not in attributes]
+    if missing:
+        raise DataError(
+            f"{len(missing)} image(s) of the test list data.test_csv={cfg.test_csv} have no row "
+            f"in data.test_metadata_csv={path} (column {cfg.image_column!r}), e.g. image "
+            f"{missing[0]!r}. Add their rows, point data.test_metadata_csv at the test set's "
+            "metadata file, or set it to null (the test images then carry no groups or "
+            "subgroup attributes)."
         )
-        meta = read_csv_columns(meta_path, [cfg.image_column, cfg.group_column])
-        groups = {
-            i: g for i, g in zip(meta[cfg.image_column], meta[cfg.group_column], strict=True) if g
-        }
-        attributes = dict(
-            zip(
-                meta[cfg.image_column],
-                metadata_pairs(meta, cfg.get("metadata_columns")),
-                strict=True,
-            )
-        )
-    return paths, onehot.argmax(axis=1), class_cols, csv_path, groups, attributes
+    return groups, attributes, path
 
 
 def load_isic_csv(cfg: DictConfig) -> SourceData:
-    paths, labels, cols, csv_path, groups, attributes = _read_table(cfg, "csv", "images_dir")
+    paths, labels, cols, csv_path = _read_table(cfg, "csv", "images_dir")
+    meta = _read_metadata(cfg, "metadata_csv") if cfg.get("metadata_csv") else ({}, {}, "")
     names = [cols[y] for y in labels]
     ids = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     check_unique_ids(ids, names, csv_path)
@@ -102,10 +135,11 @@ def load_isic_csv(cfg: DictConfig) -> SourceData:
     split = "train" if cfg.get("test_csv") else None
     policy = unknown_policy(cfg.get("unknown"))
 
-    def make(paths, ids, names, split, csv_path):
+    def make(paths, ids, names, split, csv_path, meta: Metadata):
         index, note = known_labels(ids, names, classes, policy, csv_path)
         if note:
             notes.append(note)
+        groups, attributes, _ = meta
         return [
             Record(
                 p,
@@ -119,11 +153,11 @@ def load_isic_csv(cfg: DictConfig) -> SourceData:
             if label is not None
         ]
 
-    records = make(paths, ids, names, split, csv_path)
+    records = make(paths, ids, names, split, csv_path, meta)
     check_files_exist((r.path for r in records), csv_path)
     check_no_empty_class(classes, [r for r in records if r.label < len(classes)], csv_path)
     if cfg.get("test_csv"):
-        t_paths, t_labels, t_cols, t_csv, _, _ = _read_table(cfg, "test_csv", "test_images_dir")
+        t_paths, t_labels, t_cols, t_csv = _read_table(cfg, "test_csv", "test_images_dir")
         t_names = [t_cols[y] for y in t_labels]
         t_ids = [os.path.splitext(os.path.basename(p))[0] for p in t_paths]
         check_unique_ids(t_ids, t_names, t_csv)
@@ -134,7 +168,12 @@ def load_isic_csv(cfg: DictConfig) -> SourceData:
                 f"{t_csv}, e.g. {both[:3]}: a test image must not be trained on. Remove them "
                 "from one of the two."
             )
-        test = make(t_paths, t_ids, t_names, "test", t_csv)
+        test = make(t_paths, t_ids, t_names, "test", t_csv, _test_metadata(cfg, t_ids, meta))
+        if any(r.meta for r in records) and not any(r.meta for r in test):
+            notes.append(  # the training metadata describes other images than the test list's
+                f"the test images of {t_csv} carry no subgroup attributes: give the test "
+                "set's metadata CSV as data.test_metadata_csv"
+            )
         check_files_exist((r.path for r in test), t_csv)
         records += test
     return SourceData(cfg.name, classes, records, notes)
