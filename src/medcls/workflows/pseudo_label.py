@@ -160,7 +160,7 @@ def fold_checkpoints(round_dir: str) -> tuple[dict[int, str], DictConfig]:
     return found, first
 
 
-def _pool_loader(s: PseudoSettings, job: DictConfig, meta: dict, ckpt: str):
+def _pool_loader(s: PseudoSettings, job: DictConfig, meta: dict, ckpt: str = "the checkpoint"):
     """The pool as ``(records, loader, hidden)``: the loader's ``index`` points into
     ``records``; ``hidden`` holds the true labels at the same positions (test pool), or None."""
     cfg = OmegaConf.create(
