@@ -43,6 +43,7 @@ def run_guarded(fn: Callable[..., Any], *args: Any) -> Any:
     message instead of a traceback. In a multirun the error propagates so the sweep can mark
     that job as failed and go on."""
     from medcls.data.records import DataError
+    from medcls.models.weights import WeightsError
     from medcls.tracking.sweep import is_multirun
 
     multirun = is_multirun()
@@ -55,7 +56,7 @@ def run_guarded(fn: Callable[..., Any], *args: Any) -> Any:
             if not getattr(e, "medcls_run_logged", False) and args:
                 record_failed_job(args[0], e)
             raise
-        if not isinstance(e, DataError | FileNotFoundError):
+        if not isinstance(e, DataError | FileNotFoundError | WeightsError):
             raise
         from medcls.utils.console import console
 

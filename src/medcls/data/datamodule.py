@@ -61,6 +61,14 @@ class ClassificationDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._built:
             return
+        self.load_records()
+        self.decoded = self.decode()
+        self.split(self.decoded.ok, self.decoded.bad)
+
+    def load_records(self) -> None:
+        """The source's records (and mask files), no image read: ``records``, ``class_names``,
+        ``source_name``, ``notes``. The first step of :meth:`setup`; a frozen-feature probe
+        whose features are cached stops here and goes on with :meth:`split`."""
         cfg = self.cfg
         if cfg.on_bad_image not in ("skip", "error"):
             raise DataError(f"data.on_bad_image={cfg.on_bad_image!r}: use skip or error")
@@ -73,17 +81,28 @@ class ClassificationDataModule(pl.LightningDataModule):
                 self.records, masks.dir, masks.get("pattern") or "{stem}_mask.png"
             )
             log.info("%d mask file(s) found in %s", found, masks.dir)
-        self.decoded: DecodedImages = decode_all(
-            src.name,
+
+    def decode(self) -> DecodedImages:
+        """Every record's image (``(N, S, S, 3)`` uint8, aligned with ``records``), from the
+        decode cache or decoded into it."""
+        masks = self.cfg.get("mask") or {}
+        return decode_all(
+            self.source_name,
             self.records,
             self.preprocess,
-            load_masks=bool(cfg.load_masks),
+            load_masks=bool(self.cfg.load_masks),
             mask_source=mask_source(masks),
-            cache=cfg.cache,
+            cache=self.cfg.cache,
             cache_dir=self.cache_dir,
-            workers=cfg.get("decode_workers"),
+            workers=self.cfg.get("decode_workers"),
         )
-        self.skipped = self.decoded.bad
+
+    def split(self, ok: np.ndarray, bad: list[tuple[str, str]]) -> None:
+        """Partitions of the records that decoded: ``ok (N,)`` bool, aligned with ``records``;
+        ``bad``: ``(path, reason)`` of the others. Needs the records, not the pixels (only
+        ``data.extra_records`` decodes, its own images)."""
+        cfg = self.cfg
+        self.skipped = bad
         if self.skipped and cfg.on_bad_image == "error":
             shown = "\n  ".join(f"{p}: {why}" for p, why in self.skipped[:5])
             raise DataError(
@@ -93,14 +112,14 @@ class ClassificationDataModule(pl.LightningDataModule):
         for path, why in self.skipped:
             log.warning("skipping unreadable image %s (%s)", path, why)
         self.labels = np.array([r.label for r in self.records], dtype=np.int64)
-        kept = np.flatnonzero(self.decoded.ok)
+        kept = np.flatnonzero(ok)
         if self.skipped:
             first = f"{self.skipped[0][0]}: {self.skipped[0][1]}"
             check_no_empty_class(
                 self.class_names,
                 [self.records[i] for i in kept],
-                f"{src.name} once {len(self.skipped)} unreadable image(s) are skipped (the "
-                f"first: {first})",
+                f"{self.source_name} once {len(self.skipped)} unreadable image(s) are skipped "
+                f"(the first: {first})",
             )
         # images of an unknown class (data.unknown=reject) never train: they only join the test
         unknown = kept[self.labels[kept] == len(self.class_names)]
@@ -125,7 +144,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             )
         log.info(
             "%s: %d classes, %s, %d skipped",
-            src.name,
+            self.source_name,
             len(self.class_names),
             sizes,
             len(self.skipped),

@@ -17,12 +17,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import timm
 import torch
 from timm.models.resnet import ResNet
 from torch import nn
 
 from medcls.models.heads import ClassifierHead
+from medcls.models.timm_backbone import create_timm_backbone
+from medcls.models.weights_sources import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -128,30 +129,6 @@ def _reset(module: nn.Module) -> None:
             m.reset_parameters()
 
 
-def _load_resnet(
-    name: str, pretrained: bool, pretrained_file: str | None, timm_kwargs: dict
-) -> ResNet:
-    """The timm ResNet without classifier, with every trunk weight loaded when asked for."""
-    if pretrained_file:
-        from timm.models import load_state_dict
-
-        net = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs)
-        state = load_state_dict(pretrained_file, use_ema=False, weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # ImageNet head
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"model.pretrained_file={pretrained_file} does not fit {name}: "
-                f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                f"(e.g. {unexpected[:3]}). Check model.name against the weights."
-            )
-        return net
-    # hub weights: timm loads strictly into the network with its own classifier, then drop it
-    net = timm.create_model(name, pretrained=pretrained, **timm_kwargs)
-    net.reset_classifier(0)
-    return net
-
-
 def create_abn(
     name: str,
     num_classes: int,
@@ -162,26 +139,24 @@ def create_abn(
     timm_kwargs: dict | None = None,
     pool: str = "gap",
     library: str = "auto",
+    weights: str | None = None,
     **_: Any,
 ) -> AttentionBranchNetwork:
     """An ABN over the timm ResNet/ResNeXt ``name`` (``resnet18``, ``resnet50``,
     ``resnext50_32x4d``, ``resnet10t`` …), from a ``conf/model`` config.
 
-    Pretrained weights (``pretrained`` from the hub, or a local ``pretrained_file``) go into the
-    trunk and the perception ``layer4``; their keys are listed in ``pretrained_keys``. The
-    attention branch and the head start fresh. Both branches pool globally (any input size), so
+    Pretrained weights (``weights``: a file, a weights package, a Hugging Face folder or ``hub``;
+    ``pretrained``/``pretrained_file`` are its old names) go into the trunk and the perception
+    ``layer4``, loaded and checked by the timm backbone factory; their keys are listed in
+    ``pretrained_keys``. The attention branch and the head start fresh. Both branches pool globally (any input size), so
     ``model.pool`` must stay ``gap``; other ``conf/model`` keys (``image_size`` …) do not apply.
     """
     if pool != "gap":
         raise ValueError(f"task=abn pools both branches globally: model.pool={pool!r} must be gap")
     if library not in ("auto", "timm"):
         raise ValueError(f"task=abn builds on timm ResNets: model.library={library!r} must be timm")
-    try:
-        net = _load_resnet(name, pretrained, pretrained_file, dict(timm_kwargs or {}))
-    except RuntimeError as e:
-        if "Unknown model" in str(e):
-            raise ValueError(f"model.name={name!r} is not a timm model") from e
-        raise
+    resolved = resolve_weights(weights, pretrained, pretrained_file)
+    net = create_timm_backbone(name, resolved, "gap", **dict(timm_kwargs or {}))
     if not isinstance(net, ResNet):
         raise ValueError(
             f"task=abn builds on a ResNet/ResNeXt (resnet18, resnet50, resnext50_32x4d, …); "
@@ -203,7 +178,7 @@ def create_abn(
         pretrained_cfg=getattr(net, "pretrained_cfg", None),
     )
     _check_geometry(model)
-    if pretrained or pretrained_file:
+    if resolved is not None:
         model.pretrained_keys = _shared_keys(model, net, shared)
         log.info(
             "ABN %s: %d pretrained tensors in the trunk and perception layer4; the attention "

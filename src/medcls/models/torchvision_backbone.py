@@ -18,6 +18,13 @@ import torchvision
 from torch import nn
 
 from medcls.models.weights import check_keys, read_weights
+from medcls.models.weights_sources import (
+    Weights,
+    check_architecture,
+    hub_unreachable,
+    record_provenance,
+    tensors_sha256,
+)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -115,13 +122,10 @@ FAMILIES: dict[str, Family] = {
 
 
 def create_torchvision_backbone(
-    name: str,
-    pretrained: bool = False,
-    pretrained_file: str | None = None,
-    pool: str = "gap",
-    **kwargs: Any,
+    name: str, weights: Weights | None = None, pool: str = "gap", **kwargs: Any
 ) -> TorchvisionBackbone:
-    """A torchvision network of :data:`FAMILIES` without its classifier (see the module doc)."""
+    """A torchvision network of :data:`FAMILIES` without its classifier (see the module doc);
+    ``weights`` resolved by :func:`medcls.models.weights_sources.resolve_weights`."""
     if name not in FAMILIES:
         raise ValueError(
             f"model.name={name!r}: medcls takes {sorted(FAMILIES)} from torchvision; every other "
@@ -130,17 +134,21 @@ def create_torchvision_backbone(
     family = FAMILIES[name]
     build = {**family.build_kwargs, **kwargs}
     if "init_weights" in build and build["init_weights"] is None:  # skip it when loading
-        build["init_weights"] = not (pretrained_file or pretrained)
+        build["init_weights"] = weights is None
     model = torchvision.models.get_model(name, weights=None, **build)
-    if pretrained_file or pretrained:
-        if pretrained_file:
-            source, state = (
-                f"model.pretrained_file={pretrained_file}",
-                read_weights(pretrained_file),
-            )
+    tensors_digest = None
+    if weights is not None:
+        check_architecture(weights, name)
+        if weights.kind == "hub":
+            enum = torchvision.models.get_model_weights(name).DEFAULT
+            source = f"torchvision:{enum}"
+            try:
+                state = enum.get_state_dict(progress=False)
+            except OSError as e:  # offline: say what to give instead
+                raise hub_unreachable(weights, name, e) from e
+            tensors_digest = tensors_sha256(state)
         else:
-            weights = torchvision.models.get_model_weights(name).DEFAULT
-            source, state = f"torchvision {weights}", weights.get_state_dict(progress=False)
+            source, state = weights.given, read_weights(str(weights.path))
         missing, unexpected = model.load_state_dict(state, strict=False)
         check_keys(missing, unexpected, source, may_miss=family.dropped, may_skip=family.dropped)
     features, head, width, channels = family.split(model)
@@ -151,6 +159,8 @@ def create_torchvision_backbone(
         "std": family.std,
         "input_size": (3, 224, 224),
     }
-    if pool == "gap":
-        return TorchvisionBackbone(features, head, width, cfg)
-    return TorchvisionBackbone(features, nn.Identity(), channels, cfg)
+    out = TorchvisionBackbone(features, head if pool == "gap" else nn.Identity(),
+                              width if pool == "gap" else channels, cfg)  # fmt: skip
+    if weights is not None:
+        record_provenance(out, weights, tensors_digest, source)
+    return out

@@ -8,6 +8,11 @@ from collections.abc import Iterable
 import torch
 
 
+class WeightsError(ValueError):
+    """Weights that do not fit (another architecture, a missing package or file): bad input,
+    which the command-line entry points report in one line with exit code 2."""
+
+
 def read_weights(path: str) -> dict[str, torch.Tensor]:
     """A state dict from ``.pth``/``.bin``/``.safetensors`` (``state_dict``/``model`` wrappers
     unpacked), loaded safely (tensors and plain containers only)."""
@@ -27,6 +32,7 @@ def check_keys(
     source: str,
     may_miss: tuple[str, ...] = (),
     may_skip: tuple[str, ...] = (),
+    architecture: str | None = None,
 ) -> None:
     """Raise unless the load was complete.
 
@@ -35,12 +41,14 @@ def check_keys(
         unexpected: weight keys the model has no place for.
         may_miss / may_skip: key prefixes of parts that are dropped anyway (the ImageNet
             classifier, auxiliary heads): allowed to be missing / unused.
+        architecture: the network's name, for the message.
     """
     missing = [k for k in missing if not k.startswith(may_miss or ("\0",))]
     unexpected = [k for k in unexpected if not k.startswith(may_skip or ("\0",))]
     if missing or unexpected:
-        raise ValueError(
-            f"{source}: the weights do not fit this architecture: {len(missing)} missing "
-            f"(e.g. {missing[:4]}), {len(unexpected)} unexpected (e.g. {unexpected[:4]}). "
+        raise WeightsError(
+            f"{source} does not fit {architecture or 'this architecture'}: "
+            f"{len(missing)} missing (e.g. {missing[:4]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:4]}). "
             "Check model.name against the weights."
         )

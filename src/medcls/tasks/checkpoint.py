@@ -39,7 +39,7 @@ def read_checkpoint(path: str) -> dict:
         )
         raise DataError(
             f"{path} is not a medcls checkpoint: it is {what} without medcls's metadata (no "
-            f"'medcls' section); {WHERE} (pretrained weights go in model.pretrained_file)."
+            f"'medcls' section); {WHERE} (pretrained weights go in model.weights)."
         )
     meta = ckpt["medcls"]
     missing = [k for k in REQUIRED_META if not isinstance(meta, dict) or k not in meta]
@@ -55,7 +55,8 @@ def load_task(path: str, channels_last: bool = False) -> tuple[ClassificationTas
     """The task with its trained weights, and the checkpoint's ``medcls`` metadata."""
     ckpt = read_checkpoint(path)
     meta = ckpt["medcls"]
-    model_cfg = {**meta["model"], "pretrained": False, "pretrained_file": None}
+    # the trained weights follow: no download, no weights package, no file needed
+    model_cfg = {**meta["model"], "pretrained": False, "pretrained_file": None, "weights": None}
     task_cfg = meta.get("task")  # absent in checkpoints from before tasks: classification
     model = create_task_model(
         task_cfg,

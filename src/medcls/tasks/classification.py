@@ -42,6 +42,10 @@ class ClassificationTask(pl.LightningModule):
             resized to that size from that epoch on (validation and test stay at the cached
             size).
         tta: test-time augmentation views (:mod:`medcls.tasks.tta`) the test step averages.
+        backbone_lr_factor: the backbone's learning rate is the optimizer's × this (the head
+            keeps the optimizer's): pretrained features move gently while a new head learns.
+        freeze_bn: keep the backbone's BatchNorm layers in eval mode while training, so their
+            pretrained running statistics stay (small batches of one dataset would drift them).
 
     ``logit_bias (K,)`` is added to every prediction's logits (zero unless a post-hoc logit
     adjustment was fitted: ``-τ · log prior``); it is a buffer, so checkpoints carry it to
@@ -65,6 +69,8 @@ class ClassificationTask(pl.LightningModule):
         mixup: Callable | None = None,
         resize_schedule: Mapping[int, int] | None = None,
         tta: Sequence[str] = (),
+        backbone_lr_factor: float = 1.0,
+        freeze_bn: bool = False,
     ) -> None:
         super().__init__()
         self.model, self.loss = model, loss
@@ -82,6 +88,11 @@ class ClassificationTask(pl.LightningModule):
         self.mixup = mixup
         self.resize_schedule = {int(k): int(v) for k, v in (resize_schedule or {}).items()}
         self.tta = tta_views(tta)
+        if not backbone_lr_factor > 0:
+            raise DataError(
+                f"model.backbone_lr_factor={backbone_lr_factor}: a factor > 0, e.g. 0.1"
+            )
+        self.backbone_lr_factor, self.freeze_bn = float(backbone_lr_factor), bool(freeze_bn)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         k = len(self.class_names)
@@ -229,8 +240,41 @@ class ClassificationTask(pl.LightningModule):
         }
 
     # -- optimisation and checkpoints -----------------------------------------------------------
+    def parameter_groups(self) -> list:
+        """The parameters, in two groups (backbone, the rest) when the backbone learns at its
+        own rate (``backbone_lr_factor`` != 1), else one list."""
+        if self.backbone_lr_factor == 1.0:
+            return list(self.parameters())
+        backbone = getattr(self.model, "backbone", None)
+        if backbone is None:
+            raise DataError(
+                f"model.backbone_lr_factor needs a network with a `backbone`; "
+                f"{type(self.model).__name__} has none. Set model.backbone_lr_factor=1."
+            )
+        inside = {id(p) for p in backbone.parameters()}
+        base = float(getattr(self.optimizer_factory, "keywords", {}).get("lr", 1e-3))
+        return [
+            {"params": [p for p in backbone.parameters()], "lr": base * self.backbone_lr_factor},
+            {"params": [p for p in self.parameters() if id(p) not in inside], "lr": base},
+        ]
+
+    def train(self, mode: bool = True):
+        """``freeze_bn``: the backbone's BatchNorm layers stay in eval mode in training."""
+        super().train(mode)
+        if mode and self.freeze_bn and hasattr(self.model, "backbone"):
+            for m in self.model.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def _per_group(self, value):
+        """A scheduler's peak LR for each parameter group (scaled like the groups' LRs)."""
+        if self.backbone_lr_factor == 1.0 or value is None:
+            return value
+        return [float(value) * self.backbone_lr_factor, float(value)]
+
     def configure_optimizers(self):
-        opt = self.optimizer_factory(params=[p for p in self.parameters()])
+        opt = self.optimizer_factory(params=self.parameter_groups())
         if self.scheduler_factory is None:
             return opt
         if getattr(getattr(self.scheduler_factory, "func", None), "per_step", False):
@@ -241,7 +285,9 @@ class ClassificationTask(pl.LightningModule):
                     "scheduler=onecycle needs the run's length: set trainer.max_epochs "
                     "(with trainer.max_time it is the most the time budget may plan)."
                 )
-            scheduler = self.scheduler_factory(optimizer=opt, total_steps=int(total))
+            peak = self._per_group(getattr(self.scheduler_factory, "keywords", {}).get("max_lr"))
+            extra = {} if peak is None else {"max_lr": peak}
+            scheduler = self.scheduler_factory(optimizer=opt, total_steps=int(total), **extra)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         return {
             "optimizer": opt,

@@ -19,6 +19,7 @@ from medcls.models import create_model
 from medcls.models.abn import create_abn
 from medcls.tasks.abn import ABNTask
 from medcls.tasks.classification import ClassificationTask
+from medcls.tasks.probes import PROBES
 
 DEFAULT_TASK = {"name": "classification"}
 
@@ -31,8 +32,13 @@ TASKS: dict[str, tuple[Callable[..., nn.Module], type[ClassificationTask], tuple
 
 def _entry(task_cfg: Mapping[str, Any] | None):
     name = str((task_cfg or DEFAULT_TASK).get("name", "classification"))
+    if name in PROBES:  # no network to train: medcls-train fits a scikit-learn head instead
+        raise ValueError(
+            f"task={name} is a frozen-feature probe: medcls-train runs it on cached backbone "
+            "features (medcls.workflows.probe); it has no LightningModule or checkpoint."
+        )
     if name not in TASKS:
-        raise ValueError(f"task.name={name!r}: use one of {sorted(TASKS)}")
+        raise ValueError(f"task.name={name!r}: use one of {sorted(TASKS) + sorted(PROBES)}")
     return TASKS[name]
 
 

@@ -29,10 +29,12 @@ from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.losses import create_loss
 from medcls.models import Classifier
+from medcls.models.weights_sources import weights_provenance, weights_tags
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import read_checkpoint, update_checkpoint
 from medcls.tasks.factory import create_task, create_task_model
 from medcls.tasks.inference import predict_view_logits
+from medcls.tasks.probes import is_probe
 from medcls.tracking.artifacts import write_isic_csv, write_predictions
 from medcls.tracking.class_counts import write_class_counts
 from medcls.tracking.datasets import log_partitions
@@ -62,6 +64,14 @@ from medcls.workflows.recipe import recipe_callbacks, recipe_options, train_on
 from medcls.workflows.resume import continue_in_run_folder, mark_scheduler_job, resume_point
 
 log = logging.getLogger(__name__)
+# conf/model keys about how the network trains, not what it is (left out of the checkpoint)
+TRAINING_ONLY_MODEL_KEYS = (
+    "freeze_backbone_epochs",
+    "unfreeze_lr_factor",
+    "channels_last",
+    "backbone_lr_factor",
+    "freeze_bn",
+)
 
 
 def normalization(mode: str, model: Classifier, dm: ClassificationDataModule):
@@ -82,6 +92,10 @@ def normalization(mode: str, model: Classifier, dm: ClassificationDataModule):
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
     """Train and test one configuration; return the logged metrics (val and test)."""
+    if is_probe(cfg.get("task")):  # task=knn|linear_probe: cached frozen features, no fit
+        from medcls.workflows.probe import run_probe  # (it imports this module)
+
+        return run_probe(cfg)
     started = time.time()
     if cfg.get("print_config"):
         print_config_tree(cfg)
@@ -114,11 +128,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     channels_last = resolve_channels_last(cfg.model.get("channels_last", "auto"), precision)
     positive = positive_index(dm.class_names, cfg.data.get("positive_class"))
     meta = {
-        "model": {
-            k: v
-            for k, v in model_cfg.items()
-            if k not in ("freeze_backbone_epochs", "unfreeze_lr_factor", "channels_last")
-        },
+        "model": {k: v for k, v in model_cfg.items() if k not in TRAINING_ONLY_MODEL_KEYS},
         "class_names": list(dm.class_names),
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
@@ -129,6 +139,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         "tta": list(settings.views),  # the views its post-hoc fitting and test use
         # which images it is tested on: later commands rebuild exactly these (data/provenance)
         "split": split_provenance(cfg.data, dm.records_of("test"), dm.num_classes),
+        "weights": weights_provenance(model),  # source, licence, digest (None: random init)
     }
     task = create_task(
         task_cfg,
@@ -141,6 +152,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         freeze_backbone_epochs=cfg.model.get("freeze_backbone_epochs", 0),
         unfreeze_lr_factor=cfg.model.get("unfreeze_lr_factor", 0.1),
+        backbone_lr_factor=cfg.model.get("backbone_lr_factor", 1.0),
+        freeze_bn=cfg.model.get("freeze_bn", False),
         channels_last=channels_last,
         positive_class=positive,
         meta=meta,
@@ -192,6 +205,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
                 "precision": precision,
                 "split.test_digest": meta["split"]["test_digest"],
                 "split.test_images": len(meta["split"]["test_ids"]),
+                **weights_tags(meta["weights"]),
                 **scored,
                 **trial_tags(cfg),
                 **(cfg.get("tags") or {}),
