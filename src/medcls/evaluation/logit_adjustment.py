@@ -48,10 +48,7 @@ def adjust(probs: np.ndarray, logp_prior: np.ndarray, tau: float) -> np.ndarray:
     """``softmax(log p − τ · log π)`` of one view's probabilities: the same as adjusting its
     logits, since ``log p`` is the logits less a per-row constant. ``probs (N, K)`` → ``(N, K)``.
     (With several test-time views the bias enters each view: :func:`adjusted_probs`.)"""
-    z = safe_log(probs) - tau * logp_prior
-    z -= z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return adjusted_probs(safe_log(probs), logp_prior, tau)
 
 
 def adjusted_probs(view_logits: np.ndarray, logp_prior: np.ndarray, tau: float) -> np.ndarray:
@@ -80,14 +77,22 @@ def choose_tau(view_logits: np.ndarray, labels: np.ndarray, logp_prior: np.ndarr
     return float(min(tied, key=lambda t: abs(t - 1.0)))
 
 
-def fit_logit_adjustment(
-    setting: str, class_counts, view_logits: np.ndarray | None, labels: np.ndarray | None
+def fit_tau(
+    setting: str, logp_prior: np.ndarray, view_logits: np.ndarray | None, labels
 ) -> tuple[float, str]:
     """``(τ, how)`` for ``eval.logit_adjustment=setting``: tuned on the validation logits
-    ``(N, V, K)`` (no bias) and ``labels (N,)`` when given, else the fallback τ = 1."""
+    ``(N, V, K)`` (no bias) and ``labels (N,)`` with the training prior ``logp_prior``
+    ``(K,)`` or ``(N, K)`` (one per image: pooled folds), else the fallback τ = 1."""
     kind, tau = parse_logit_adjustment(setting)
     if kind == "fixed":
         return float(tau), "set"
     if view_logits is None or labels is None or not len(labels):
         return FALLBACK_TAU, "no validation images: τ = 1"
-    return choose_tau(view_logits, labels, log_prior(class_counts)), "tuned on validation"
+    return choose_tau(view_logits, labels, logp_prior), "tuned on validation"
+
+
+def fit_logit_adjustment(
+    setting: str, class_counts, view_logits: np.ndarray | None, labels: np.ndarray | None
+) -> tuple[float, str]:
+    """:func:`fit_tau` with the prior of the training ``class_counts (K,)``."""
+    return fit_tau(setting, log_prior(class_counts), view_logits, labels)

@@ -19,7 +19,6 @@ from medcls.data.records import DataError, Record
 from medcls.evaluation.posthoc import fit_posthoc
 from medcls.evaluation.probability import view_probs
 from medcls.evaluation.settings import EvalSettings
-from medcls.tracking.sweep_folder import VAL_LOGITS  # noqa: F401 - the file's name, one place
 
 POSTHOC_KEYS = ("logit_adjustment", "calibrate", "threshold", "group_threshold")
 

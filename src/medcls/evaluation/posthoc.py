@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medcls.evaluation.calibration import Calibration, choose_threshold, fit_calibration
-from medcls.evaluation.logit_adjustment import FALLBACK_TAU, choose_tau, parse_logit_adjustment
+from medcls.evaluation.logit_adjustment import fit_tau
 from medcls.evaluation.probability import view_probs
 from medcls.evaluation.settings import EvalSettings
 from medcls.metrics.groups import group_mean
@@ -33,17 +33,6 @@ class PosthocFit:
     bias: np.ndarray
     calibration: Calibration
     probs: np.ndarray
-
-
-def fit_tau(setting: str, logp_prior: np.ndarray, view_logits, labels) -> tuple[float, str]:
-    """``(τ, how)`` for ``eval.logit_adjustment=setting`` on ``view_logits (N, V, K)`` with the
-    training prior ``logp_prior`` ``(K,)`` or ``(N, K)``."""
-    kind, tau = parse_logit_adjustment(setting)
-    if kind == "fixed":
-        return float(tau), "set"
-    if labels is None or not len(labels):
-        return FALLBACK_TAU, "no validation images: τ = 1"
-    return choose_tau(view_logits, labels, logp_prior), "tuned on validation"
 
 
 def fit_posthoc(

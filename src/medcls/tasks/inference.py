@@ -34,8 +34,22 @@ def views_of(model: nn.Module, tta: Sequence[str] | None) -> list[View]:
     return list(getattr(model, "tta", None) or tta_views(()))
 
 
-def _empty() -> dict[str, np.ndarray]:
-    return {"probs": np.zeros((0, 0)), "labels": np.zeros(0, int), "index": np.zeros(0, int)}
+def _gather(models, loader: DataLoader, score, key: str) -> dict[str, np.ndarray]:
+    """``score(images)`` of every batch as ``key`` (float64), with ``labels (N,)`` and
+    ``index (N,)``, the models in eval mode."""
+    out, labels, index = [], [], []
+    with _evaluating(models):
+        for batch in loader:
+            out.append(score(batch["image"]).double().cpu().numpy())
+            labels.append(batch["label"].cpu().numpy())
+            index.append(batch["index"].cpu().numpy())
+    if not out:
+        return {key: np.zeros((0, 0)), "labels": np.zeros(0, int), "index": np.zeros(0, int)}
+    return {
+        key: np.concatenate(out),
+        "labels": np.concatenate(labels),
+        "index": np.concatenate(index),
+    }
 
 
 @torch.no_grad()
@@ -49,43 +63,18 @@ def predict_probs(
     Returns ``probs (N, K)`` float64, ``labels (N,)``, ``index (N,)`` (record positions).
     """
     views = [views_of(m, tta) for m in models]
-    probs, labels, index = [], [], []
-    with _evaluating(models):
-        for batch in loader:
-            x = batch["image"]
-            p = sum(
-                mean_view_log_proba(m, x, v).double().exp()
-                for m, v in zip(models, views, strict=True)
-            ) / len(models)
-            probs.append(p.cpu().numpy())
-            labels.append(batch["label"].cpu().numpy())
-            index.append(batch["index"].cpu().numpy())
-    if not probs:
-        return _empty()
-    return {
-        "probs": np.concatenate(probs),
-        "labels": np.concatenate(labels),
-        "index": np.concatenate(index),
-    }
+
+    def mean_prob(x: torch.Tensor) -> torch.Tensor:
+        each = [
+            mean_view_log_proba(m, x, v).double().exp() for m, v in zip(models, views, strict=True)
+        ]
+        return sum(each) / len(models)
+
+    return _gather(models, loader, mean_prob, "probs")
 
 
 @torch.no_grad()
 def predict_view_logits(task: nn.Module, loader: DataLoader) -> dict[str, np.ndarray]:
     """The network's own logits per test-time view, before any logit bias: ``logits (N, V, K)``
     float64, ``labels (N,)``, ``index (N,)``. What post-hoc fitting starts from."""
-    logits, labels, index = [], [], []
-    with _evaluating([task]):
-        for batch in loader:
-            logits.append(task.view_logits(batch["image"]).double().cpu().numpy())
-            labels.append(batch["label"].cpu().numpy())
-            index.append(batch["index"].cpu().numpy())
-    if not logits:
-        return {
-            "logits": np.zeros((0, 1, 0)),
-            **{k: v for k, v in _empty().items() if k != "probs"},
-        }
-    return {
-        "logits": np.concatenate(logits),
-        "labels": np.concatenate(labels),
-        "index": np.concatenate(index),
-    }
+    return _gather([task], loader, task.view_logits, "logits")

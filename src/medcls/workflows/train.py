@@ -22,7 +22,7 @@ from medcls.data.records import DataError
 from medcls.evaluation import EvalSettings
 from medcls.evaluation.calibration import Calibration
 from medcls.evaluation.logit_adjustment import log_prior
-from medcls.evaluation.oof import VAL_LOGITS, write_val_logits
+from medcls.evaluation.oof import write_val_logits
 from medcls.evaluation.posthoc import fit_posthoc
 from medcls.evaluation.report import calibration_summary, level_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
@@ -35,6 +35,7 @@ from medcls.tasks.checkpoint import read_checkpoint, update_checkpoint
 from medcls.tasks.factory import create_task, create_task_model
 from medcls.tasks.inference import predict_view_logits
 from medcls.tasks.probes import is_probe
+from medcls.tracking import sweep_folder
 from medcls.tracking.artifacts import write_isic_csv, write_predictions
 from medcls.tracking.class_counts import write_class_counts
 from medcls.tracking.datasets import log_partitions
@@ -437,7 +438,7 @@ def _posthoc(cfg, trainer, task, dm, loggers, settings, metrics) -> tuple[Calibr
     csv = os.path.join(out_dir, "val_predictions.csv")
     preds = fit.calibration.predict(fit.probs, task.test_metrics.positive)
     write_predictions(csv, records, fit.probs, val["labels"], dm.class_names, preds)
-    npz = write_val_logits(os.path.join(out_dir, VAL_LOGITS), records, val, logp, settings)
+    npz = write_val_logits(sweep_folder.val_logits_path(out_dir), records, val, logp, settings)
     log_run_files(loggers, [csv, npz])
     return fit.calibration, {"state": state, "meta": meta}
 
