@@ -7,7 +7,7 @@ Runs, one after the other (one heavy job at a time on a small machine):
 
   (a) medcls default: ``medcls-train data=ham10000 data.root=ROOT model.name=resnet18
       data.image_size=64 trainer.max_epochs=8`` — everything else the shipped default
-      (README "The training recipe": OneCycle to 1e-3, logit adjustment tuned on validation, flips,
+      (docs/configuration.md "The training recipe": OneCycle to 1e-3, logit adjustment tuned on validation, flips,
       bf16-mixed where the CPU has it, test on the best-val checkpoint), trained on the split's
       train part (64%)
   (a') medcls ``experiment=ham10000_resnet18`` (class-weighted CE)

@@ -14,7 +14,7 @@ them with ``medcls.data.cache.decode_all``:
 before it through ``/proc/self/clear_refs``; Linux) minus its resident memory before it
 (interpreter, libraries and the records), i.e. what decoding added. The script ends
 by checking the disk rows: the largest may exceed the smallest by no more than one window plus
-the decoder's in-flight images (``CHUNK_BYTES`` + 256 images), the claim in the README.
+the decoder's in-flight images (``CHUNK_BYTES`` + 256 images), the claim in docs/datasets.md.
 """
 
 from __future__ import annotations

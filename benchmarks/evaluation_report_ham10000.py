@@ -1,4 +1,4 @@
-"""The README's worked example of the evaluation report: HAM10000 at small scale, and the
+"""docs/evaluation.md's worked example of the evaluation report: HAM10000 at small scale, and the
 screening figures of a glaucoma run.
 
     python benchmarks/evaluation_report_ham10000.py [--root ../shared/data/ham10000]
@@ -15,7 +15,7 @@ Runs the real CLI twice, one after the other (one heavy job at a time):
 then prints, as Markdown, each run's test table with its 95% intervals (lesions resampled),
 HAM10000's subgroup table and largest gaps (the runs' ``metrics_summary.csv``,
 ``subgroups.csv``, ``subgroup_gaps.csv``), and copies HAM10000's reliability diagrams, ROC
-curves and subgroup forest plot to ``--docs`` (the images the README embeds).
+curves and subgroup forest plot to ``--docs`` (the images docs/evaluation.md embeds).
 """
 
 from __future__ import annotations

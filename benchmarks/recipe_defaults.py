@@ -10,7 +10,7 @@ balanced accuracy and macro AUROC with the run's own bootstrap interval (lesions
 resampled whole), then the mean over seeds and the mean paired difference to the first variant.
 
 ``--score-on val`` scores the validation part instead (how experiment=ham10000_fast was chosen,
-README "HAM10000 in 6.5 minutes"). Without ``--variant`` the variants are ``classic`` (``recipe=classic``: the defaults before
+docs/benchmarks.md "HAM10000 in 6.5 minutes"). Without ``--variant`` the variants are ``classic`` (``recipe=classic``: the defaults before
 2026-12-03, cosine from 1e-3 and argmax), ``onecycle-2e-3`` and ``default`` (today's: OneCycle to
 1e-3, logit adjustment tuned); give your own to try others.
 """

@@ -1,4 +1,4 @@
-"""The backbone comparison study (Zhao & Yoshino) end to end, as its README commands run it:
+"""The backbone comparison study (Zhao & Yoshino) end to end, as docs/studies/attention_effnetv2.md runs it:
 ``medcls-train -m experiment=isic2019_backbones model=...`` then
 ``medcls-report experiment=isic2019_backbones``: one MLflow run per backbone, each with its
 Table-1 per-class files, and the Table-2 layout (metrics as rows, a column per backbone).
@@ -120,7 +120,7 @@ def test_study_on_ham10000_at_64px(helpers, workdir: Path, cache_dir, ham10000_s
     """The acceptance run: three backbones that train fast on a CPU (torchvision's AlexNet and
     ShuffleNetV2, timm's MobileNet), 64 px, a short epoch, no pretraining. (The EfficientNets
     cost several times more per image on a CPU, the attention one most: it runs in the
-    synthetic study above, and for a whole epoch in the README's table.)"""
+    synthetic study above, and for a whole epoch in docs/studies/attention_effnetv2.md.)"""
     models = ["alexnet", "shufflenet", "mobilenet"]
     data = [
         "data=ham10000",

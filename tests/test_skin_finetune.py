@@ -1,4 +1,4 @@
-"""The skin-disease fine-tuning study end to end, as its README commands run it:
+"""The skin-disease fine-tuning study end to end, as docs/studies/skin_finetune.md runs it:
 ``medcls-train -m experiment=skin_folders_finetune`` (augmentation none vs keras_like, the
 backbone frozen for the first epoch, then everything at LR × 0.1), then
 ``medcls-report experiment=skin_folders_finetune``: the before/after-augmentation table with

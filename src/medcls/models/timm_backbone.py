@@ -73,9 +73,10 @@ def _from_state(
         reference = timm.create_model(name, pretrained=False, **timm_kwargs).state_dict()
         state = map_by_position(state, reference, weights.given, name)
     head = _classifier_rows(name, state)
-    model = timm.create_model(
-        name, pretrained=False, num_classes=head, global_pool=global_pool, **timm_kwargs
-    )
+    # built with the network's own pooling, the layout the weights were saved in: a ViT built
+    # with global_pool="avg" has an fc_norm where its weights have the final norm; the pooling
+    # changes after the load (reset_classifier keeps the norm, as DINOv2/RETFound pool features)
+    model = timm.create_model(name, pretrained=False, num_classes=head, **timm_kwargs)
     state = _timm_conversion(model, state)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -87,8 +88,7 @@ def _from_state(
     # num_batches_tracked: a BatchNorm step counter, not a weight (many files leave it out)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     check_keys(missing, unexpected, weights.given, architecture=name)
-    if head:
-        model.reset_classifier(0, global_pool=global_pool)
+    model.reset_classifier(0, global_pool=global_pool)
     record_provenance(model, weights)
     return model
 
@@ -116,7 +116,7 @@ def _from_hub(
     """timm's own download; the default classifier = the checkpoint's, so timm loads strictly.
     Offline (or the download fails): one message saying what to install or give instead."""
     try:
-        model = timm.create_model(name, pretrained=True, global_pool=global_pool, **timm_kwargs)
+        model = timm.create_model(name, pretrained=True, **timm_kwargs)  # (as in _from_state)
     except OSError as e:  # no network, HF_HUB_OFFLINE, not in the cache, a proxy's refusal
         raise hub_unreachable(weights, name, e) from e
     state = model.state_dict()

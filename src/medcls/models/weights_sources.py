@@ -1,5 +1,6 @@
 """Where pretrained weights come from: ``model.weights=`` a local file, an installed weights
-package (by name), a Hugging Face cache folder, or ``hub`` (the library's own download).
+package (by name), a Hugging Face cache folder, ``<name>:<file>`` for a foundation model's
+downloaded file (:data:`DOWNLOADABLE`), or ``hub`` (the library's own download).
 
 :data:`KNOWN` is the registry of offline sources medcls knows: for each, the architecture its
 weights were trained as, how its keys map onto the timm network (by name where the names agree;
@@ -83,6 +84,55 @@ KNOWN: dict[str, KnownWeights] = {
 
 
 @dataclass(frozen=True)
+class Downloadable:
+    """Foundation weights medcls knows but no package ships: the user downloads the file once
+    (its licence is theirs to accept) and names it ``model.weights=<name>:<file>``, so the
+    architecture is checked and the normalisation and licence are recorded, as for a package."""
+
+    name: str  # what model.weights=<name>:<file> takes
+    title: str
+    architecture: str  # the timm network the file fits (timm converts the original key layout)
+    image_size: int  # what the weights were trained at (medcls resamples position embeddings)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    licence: str
+    url: str  # where the file is
+
+
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+_DINOV2 = "https://dl.fbaipublicfiles.com/dinov2/"
+DOWNLOADABLE: dict[str, Downloadable] = {
+    d.name: d
+    for d in (
+        Downloadable(
+            "dinov2_small", "DINOv2 ViT-S/14 (LVD-142M, self-supervised)",
+            "vit_small_patch14_dinov2", 518, *_IMAGENET, "Apache-2.0",
+            _DINOV2 + "dinov2_vits14/dinov2_vits14_pretrain.pth",
+        ),
+        Downloadable(
+            "dinov2_small_reg", "DINOv2 ViT-S/14 with 4 registers",
+            "vit_small_patch14_reg4_dinov2", 518, *_IMAGENET, "Apache-2.0",
+            _DINOV2 + "dinov2_vits14/dinov2_vits14_reg4_pretrain.pth",
+        ),
+        Downloadable(
+            "retfound_green", "RETFound-Green (retinal fundus, token reconstruction)",
+            "vit_small_patch14_reg4_dinov2", 392, (0.5,) * 3, (0.5,) * 3,
+            "non-commercial research only (RETFound-Green's CNCRL licence)",
+            "https://github.com/justinengelmann/RETFound_Green/releases/download/v0.1/"
+            "retfoundgreen_statedict.pth",
+        ),
+        Downloadable(
+            "biomedclip", "BiomedCLIP's vision tower (PMC-15M image-text pairs)",
+            "vit_base_patch16_224", 224, *_CLIP, "MIT",
+            "https://huggingface.co/microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224 "
+            "(open_clip_pytorch_model.bin; the text tower's tensors are left out)",
+        ),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Weights:
     """Weights resolved to where they are (nothing read yet but a small config/digest).
 
@@ -101,6 +151,7 @@ class Weights:
     std: tuple[float, ...] | None = None
     licence: str | None = None
     sha256: str | None = None  # of the file (full hex)
+    name: str | None = None  # a Downloadable's name (model.weights=<name>:<file>)
 
 
 def choose_weights(
@@ -142,6 +193,9 @@ def resolve_weights(
     known = _known_by_name(value)
     if known is not None:
         return _from_package(known, given)
+    name, sep, path = value.partition(":")
+    if name in DOWNLOADABLE:
+        return _from_download(DOWNLOADABLE[name], path if sep else "", given)
     if os.path.isdir(value):
         return _from_folder(value, given)
     if os.path.isfile(value):
@@ -154,8 +208,25 @@ def resolve_weights(
         )
     raise WeightsNotFound(
         f"{given}: not a file, a folder or a weights package medcls knows. Give a local file or "
-        f"folder, one of {sorted(KNOWN)} (after {PIP_EXTRA}), or hub (online only)."
+        f"folder, one of {sorted(KNOWN)} (after {PIP_EXTRA}), <name>:<downloaded file> for one "
+        f"of {sorted(DOWNLOADABLE)}, or hub (online only)."
     )
+
+
+def _from_download(d: Downloadable, path: str, given: str) -> Weights:
+    """``<name>:<file>``: the file as that foundation model's (architecture checked later,
+    normalisation and licence recorded); without the file, where to download it."""
+    if not path or not os.path.isfile(path):
+        where = f"{os.path.abspath(path)} does not exist" if path else "no file given"
+        raise WeightsNotFound(
+            f"{given}: {where}. {d.title} is not packaged: download it from {d.url} (licence: "
+            f"{d.licence}) and give model.weights={d.name}:/path/to/the/file "
+            f"(model.name={d.architecture}; trained at {d.image_size} px)."
+        )
+    return replace(
+        _from_file(path, given), name=d.name, architecture=d.architecture, mean=d.mean,
+        std=d.std, licence=d.licence,
+    )  # fmt: skip
 
 
 def _known_by_name(value: str) -> KnownWeights | None:
@@ -335,6 +406,7 @@ def record_provenance(
         licence, digest = cfg.get("license"), tensors_digest
     else:
         source = w.known.package if w.kind == "package" and w.known else str(w.path)
+        source = f"{w.name}:{source}" if w.name else source
         licence, digest = w.licence, w.sha256
     cfg[PROVENANCE_KEY] = {
         "source": source,

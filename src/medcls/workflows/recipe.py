@@ -1,4 +1,4 @@
-"""The training recipe's pieces that are not a config group of their own (README "The
+"""The training recipe's pieces that are not a config group of their own (docs/configuration.md "The
 training recipe"): mixup/cutmix, progressive resizing, test-time views, weight EMA, the time
 budget and the final fit on train+val. Each is off unless its key says otherwise."""
 
