@@ -17,9 +17,9 @@ CLOCK = CpuClock()
 
 
 def medcls_command() -> list[str]:
-    """The installed ``medcls-train`` beside this interpreter, else ``python -m medcls.train``."""
+    """The installed ``medcls-train`` beside this interpreter, else ``python -m medcls.cli.train``."""
     exe = os.path.join(os.path.dirname(sys.executable), "medcls-train")
-    return [exe] if os.path.isfile(exe) else [sys.executable, "-m", "medcls.train"]
+    return [exe] if os.path.isfile(exe) else [sys.executable, "-m", "medcls.cli.train"]
 
 
 def summary_metric(summary: pd.DataFrame, name: str) -> tuple[float, float, float]:

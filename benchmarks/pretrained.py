@@ -75,7 +75,8 @@ from _runs import (  # noqa: E402
 )
 from scipy.stats import rankdata  # noqa: E402
 
-from medcls.studies.stats import balanced_accuracy, bootstrap_ci, paired_bootstrap  # noqa: E402
+from medcls.metrics.balanced import balanced_accuracy  # noqa: E402
+from medcls.studies.stats import bootstrap_ci, paired_bootstrap  # noqa: E402
 
 quiet_libraries()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -170,7 +170,7 @@ def metrics_from_predictions(path, positive: int | str = 1) -> dict[str, float]:
     that disagrees was computed on something else."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score, roc_auc_score
 
-    from medcls.tracking.artifacts import read_predictions
+    from medcls.evaluation.files import read_predictions
 
     df = path if hasattr(path, "columns") else read_predictions(path)  # a CSV or its DataFrame
     classes = [c[2:] for c in df.columns if c.startswith("p_")]
@@ -346,6 +346,18 @@ def make_covid_ct(root: Path, per_class: int = 10, seed: int = 0) -> Path:
     return root
 
 
+# ------------------------------------------------------------------------------- real data
+def shared_data(folder: str, inside: str | None = None) -> Path:
+    """``../shared/data/<folder>``, one of the real data sets; skips the calling test (or
+    fixture) when that folder is absent, or ``inside`` it: a file or subfolder that must be
+    there (``shared_data("glaucoma_airogs", "RG")``, ``shared_data("ham10000",
+    "HAM10000_metadata.csv")``). The one place a test finds the real data."""
+    path = SHARED_DATA / folder
+    if not path.is_dir() or (inside is not None and not (path / inside).exists()):
+        pytest.skip(f"{folder} not found at {path} (the real data in ../shared/data)")
+    return path
+
+
 # The real HAM10000 runs that only need "trains and writes its table" share one lesion subset
 # at one image size, so the session decodes ~1,000 images once instead of 10,015 per size.
 HAM_SUBSET_SIZE = 64
@@ -358,9 +370,7 @@ def ham10000_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``data.root`` at the real images. Skips when ../shared/data/ham10000 is absent."""
     import pandas as pd
 
-    ham = SHARED_DATA / "ham10000"
-    if not (ham / "HAM10000_metadata.csv").is_file():
-        pytest.skip(f"HAM10000 not found at {ham}")
+    ham = shared_data("ham10000", "HAM10000_metadata.csv")
     meta = pd.read_csv(ham / "HAM10000_metadata.csv")
     rng = np.random.default_rng(0)
     keep: list[str] = []

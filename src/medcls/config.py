@@ -42,8 +42,7 @@ def run_guarded(fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn``; bad input (``DataError``, missing files) ends a single run with a short
     message instead of a traceback. In a multirun the error propagates so the sweep can mark
     that job as failed and go on."""
-    from medcls.data.records import DataError
-    from medcls.models.weights import WeightsError
+    from medcls.errors import DataError, WeightsError
     from medcls.tracking.sweep import is_multirun
 
     multirun = is_multirun()

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import medcls
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 SCRIPT = Path(__file__).with_name("notebook_quickstart.py")
 

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medcls.callbacks import HeadFirstFinetuning
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.models import create_model
 from medcls.tasks import ClassificationTask
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from medcls.data.augmix import AugMix
-from medcls.data.records import DataError
 from medcls.data.transforms import create_transform
+from medcls.errors import DataError
 
 
 def fundus_like(size: int = 48) -> np.ndarray:

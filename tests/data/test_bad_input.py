@@ -10,8 +10,8 @@ import pytest
 from medcls.data.cache import decode_all
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.preprocess import Preprocess
-from medcls.data.records import DataError
 from medcls.data.sources import load_source
+from medcls.errors import DataError
 
 
 def datamodule(cfg, tmp_path, **kw) -> ClassificationDataModule:

@@ -11,8 +11,9 @@ import medcls.data.cache as cache_mod
 from medcls.data.cache import cache_key, decode_all
 from medcls.data.io import read_rgb
 from medcls.data.preprocess import Preprocess
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources import load_source
+from medcls.errors import DataError
 
 
 @pytest.fixture

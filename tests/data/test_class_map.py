@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medcls.data.class_map import match_classes
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 MODEL = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources import load_source
 from medcls.data.sources.combined import cap_records
 from medcls.data.splits import make_splits, strata
+from medcls.errors import DataError
 
 SHARED = ["normal", "glaucoma"]
 

@@ -10,8 +10,8 @@ import torch
 
 import medcls.data.cache as cache_mod
 from medcls.data.datamodule import ClassificationDataModule
-from medcls.data.records import DataError
 from medcls.data.splits import group_ids
+from medcls.errors import DataError
 
 
 def build(cfg, cache_dir, **kw) -> ClassificationDataModule:

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from medcls.data.datamodule import ClassificationDataModule
-from medcls.data.records import DataError
 from medcls.data.sources import load_source
+from medcls.errors import DataError
 
 # each on-disk layout of the session's tiny datasets (tests/conftest.py), as its source reads it
 LAYOUTS = {
@@ -39,7 +39,7 @@ def test_every_source_honours_the_list(layout, data_cfg, datasets, tmp_path, cap
     full = load_source(cfg)
     dropped = [full.records[0].path, full.records[-1].path]
     cfg.exclude = write_list(tmp_path / "exclude.csv", dropped)
-    with caplog.at_level(logging.INFO, logger="medcls.data.exclude"):
+    with caplog.at_level(logging.INFO, logger="medcls.data.sources.exclude"):
         src = load_source(cfg)
     assert len(src.records) == len(full.records) - 2
     assert not {r.path for r in src.records} & set(dropped)

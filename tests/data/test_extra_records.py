@@ -7,7 +7,7 @@ import pytest
 
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.extra_records import read_extra_records, write_extra_records
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 
 def build(cfg, cache_dir) -> ClassificationDataModule:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from medcls.data.records import DataError
 from medcls.data.sources import load_source
+from medcls.errors import DataError
 
 CLASSES = ["MEL", "NV", "BCC"]
 COLUMNS = ["sex", "age_approx", "anatom_site_general"]  # conf/data/isic_csv.yaml's default

@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.joins import join_across_sources
+from medcls.errors import DataError
 
 CLASSES = ["bkl", "mel", "nv"]
 

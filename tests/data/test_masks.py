@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from medcls.data.masks import attach_mask_files, mask_file_for, mask_source
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 
 
 def test_pattern_placeholders() -> None:

@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from medcls.data.records import DataError
 from medcls.data.sources import SOURCES, load_source
 from medcls.data.sources.synthetic import read_synthetic
+from medcls.errors import DataError
 
 
 def by_class(src) -> Counter:

@@ -7,8 +7,9 @@ import logging
 import numpy as np
 import pytest
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.splits import group_ids, make_splits
+from medcls.errors import DataError
 
 CLASSES = ["a", "b", "c"]
 

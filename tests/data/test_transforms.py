@@ -10,8 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from medcls.config import CONFIG_DIR
-from medcls.data.records import DataError
 from medcls.data.transforms import create_transform
+from medcls.errors import DataError
 
 AUGMENTATIONS = sorted(
     n[:-5] for n in os.listdir(os.path.join(CONFIG_DIR, "augmentation")) if n.endswith(".yaml")

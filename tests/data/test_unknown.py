@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from medcls.data.datamodule import ClassificationDataModule
-from medcls.data.records import DataError
 from medcls.data.sources import load_source
+from medcls.errors import DataError
 
 TRAIN = ["MEL", "NV", "BCC"]
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import recall_score
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.evaluation.calibration import (
     Calibration,

@@ -49,7 +49,7 @@ def test_each_folds_choices_are_fitted_on_the_other_folds() -> None:
 
 
 def test_one_fold_cannot_be_cross_fitted() -> None:
-    from medcls.data.records import DataError
+    from medcls.errors import DataError
 
     with pytest.raises(DataError, match="two folds or more"):
         cross_fit([fold(0)], positive=1)

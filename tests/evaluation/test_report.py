@@ -9,7 +9,8 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 
 

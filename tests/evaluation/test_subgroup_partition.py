@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.workflows.ensemble import run_ensemble
 from medcls.workflows.evaluate import run_eval

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.evaluation.subgroups import age_group, check_subgroup_attributes
 

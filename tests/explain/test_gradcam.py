@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.explain import find_target_layer, gradcam_heatmaps, task_heatmaps
 from medcls.models import create_model
 

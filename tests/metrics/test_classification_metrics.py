@@ -98,7 +98,7 @@ def test_balanced_accuracy_is_over_the_classes_present_everywhere(caplog) -> Non
     from sklearn.metrics import balanced_accuracy_score
 
     from medcls.metrics.attention import AttentionMetrics
-    from medcls.studies.stats import balanced_accuracy
+    from medcls.metrics.balanced import balanced_accuracy
 
     target = [0] * 6 + [1] * 4
     pred = [0, 0, 0, 0, 2, 2, 1, 1, 1, 0]  # a: 4/6 (2 → c), b: 3/4

@@ -14,9 +14,9 @@ import timm
 import torch
 from timm.layers import resample_abs_pos_embed
 
+from medcls.errors import WeightsError, WeightsNotFound
 from medcls.models.backbone import create_backbone
-from medcls.models.weights import WeightsError
-from medcls.models.weights_sources import DOWNLOADABLE, WeightsNotFound, weights_provenance
+from medcls.models.weights_sources import DOWNLOADABLE, weights_provenance
 
 
 def saved(tmp_path: Path, name: str, state: dict[str, torch.Tensor]) -> str:

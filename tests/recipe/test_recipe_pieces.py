@@ -13,8 +13,8 @@ import torch
 from omegaconf import OmegaConf
 
 from medcls.callbacks.time_budget import TimeBudget, parse_duration
-from medcls.data.records import DataError
 from medcls.data.transforms import create_transform
+from medcls.errors import DataError
 from medcls.evaluation.logit_adjustment import (
     adjust,
     choose_tau,

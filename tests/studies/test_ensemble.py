@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.metrics.classification import compute_metrics
 from medcls.metrics.groups import group_mean
 from medcls.workflows.ensemble import run_ensemble

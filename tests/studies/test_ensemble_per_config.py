@@ -64,7 +64,7 @@ def test_one_ensemble_per_configuration(helpers, sweep, workdir, mlflow_uri) -> 
             *DATA,
             f"sweep_dir={sweep['root']}",
             "per_config=true",
-            "tta=[hflip]",
+            "eval.tta=[hflip]",
         ],
         config_name="ensemble",
     )

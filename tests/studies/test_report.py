@@ -1,5 +1,5 @@
 """``medcls.studies.report``: configuration labels, mean ± std, bootstrap units, paired
-comparison and the written table (the end-to-end CLI run is in tests/test_cv.py)."""
+comparison and the written table (the end-to-end CLI run is in tests/cli/test_cv.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.studies import report
 
 CLASSES = ["a", "b", "c"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.studies.sweep_configs import config_key, sweep_configs
 
 

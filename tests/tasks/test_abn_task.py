@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.models import Classifier
 from medcls.models.abn import AttentionBranchNetwork
 from medcls.tasks.abn import ABNTask

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.models import create_model
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import load_task, read_checkpoint

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from medcls.config import CONFIG_DIR, run_guarded
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.tracking.sweep import (
     PARENT_ENV,
     MLflowSweepCallback,

@@ -1,7 +1,7 @@
 """One short training run on data=combined (two image folders with different label names, one
 capped) with Grad-CAM overlays on: per-source test metrics in MLflow and the CSVs, overlays as
 artifacts; then, on its checkpoint, medcls-ensemble and medcls-eval (per-source metrics too,
-eval with cam.num_images) and medcls-predict cam=true."""
+eval with cam.num_images) and medcls-predict cam.num_images=-1."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def test_predict_with_cam_writes_overlays_next_to_the_csv(helpers, trained, work
             f"ckpt_path={trained['out'] / 'checkpoints' / 'best.ckpt'}",
             f"input={folder}",
             "output=preds/b.csv",
-            "cam=true",
+            "cam.num_images=-1",
         ],
         config_name="predict",
     )
@@ -192,14 +192,14 @@ def test_predict_with_cam_writes_overlays_next_to_the_csv(helpers, trained, work
 
 
 def test_predict_with_an_unknown_target_layer_is_a_clear_error(helpers, trained, workdir) -> None:
-    from medcls.data.records import DataError
+    from medcls.errors import DataError
 
     cfg = helpers.compose_cfg(
         [
             f"ckpt_path={trained['out'] / 'checkpoints' / 'best.ckpt'}",
             f"input={trained['base'] / 'b' / 'healthy'}",
-            "cam=true",
-            "cam_target_layer=backbone.nope",
+            "cam.num_images=-1",
+            "cam.target_layer=backbone.nope",
         ],
         config_name="predict",
     )

@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 from omegaconf import open_dict, read_write
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.workflows.train import _check_distributed, _strategy_override
 
 

@@ -12,9 +12,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
+from medcls.evaluation.files import read_predictions
 from medcls.metrics.classification import metric_safe
-from medcls.tracking.artifacts import read_predictions
 from medcls.workflows.ensemble import run_ensemble
 from medcls.workflows.evaluate import run_eval
 from medcls.workflows.train import run_train

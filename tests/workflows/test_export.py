@@ -15,18 +15,11 @@ import torch
 
 from medcls.data.io import read_rgb
 from medcls.data.preprocess import Preprocess
-from medcls.data.records import DataError
-from medcls.deploy.export import (
-    ExportedClassifier,
-    check_images,
-    compare,
-    default_output,
-    export_onnx,
-    reference_runner,
-    run_export,
-)
+from medcls.deploy.export import ExportedClassifier, compare, export_onnx, reference_runner
+from medcls.errors import DataError
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.factory import create_task, create_task_model
+from medcls.workflows.export import check_images, default_output, run_export
 from medcls.workflows.predict import run_predict
 from medcls.workflows.train import run_train
 

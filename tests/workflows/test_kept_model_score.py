@@ -8,7 +8,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from medcls.train import optimized_value
+from medcls.cli.train import optimized_value
 from medcls.workflows.train import run_train
 
 

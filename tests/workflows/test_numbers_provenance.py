@@ -19,12 +19,12 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from medcls.data.records import DataError
 from medcls.data.splits import make_splits
+from medcls.errors import DataError
+from medcls.evaluation.files import read_predictions
 from medcls.evaluation.oof import read_val_logits
 from medcls.evaluation.posthoc import fit_posthoc
 from medcls.evaluation.settings import EvalSettings
-from medcls.tracking.artifacts import read_predictions
 from medcls.workflows.ensemble import run_ensemble
 from medcls.workflows.evaluate import run_eval
 from medcls.workflows.predict import run_predict
@@ -178,7 +178,7 @@ def test_the_bias_never_enters_the_view_logits(tta_run) -> None:
 
 # -- val/* of the kept model; in-sample test figures --------------------------------------------
 def test_val_metrics_and_the_optimized_metric_are_the_kept_models(helpers, tmp_path) -> None:
-    from medcls.train import optimized_value
+    from medcls.cli.train import optimized_value
 
     with helpers.chdir(tmp_path):
         cfg = helpers.compose_cfg(

@@ -20,10 +20,10 @@ import medcls.data.cache as cache_module
 import medcls.data.datamodule as datamodule_module
 import medcls.data.features as features_module
 from medcls.data.features import load_features
-from medcls.data.records import DataError
+from medcls.errors import DataError
+from medcls.evaluation.files import read_predictions
 from medcls.tasks.factory import create_task_model
 from medcls.tasks.probes import probe_grid
-from medcls.tracking.artifacts import read_predictions
 from medcls.workflows.common import build_datamodule, resolved
 from medcls.workflows.train import run_train
 

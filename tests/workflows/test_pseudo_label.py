@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.studies.pseudo_labels import effective_threshold
 from medcls.studies.pseudo_rounds import rounds_table
 from medcls.workflows import pseudo_label as pl

@@ -7,7 +7,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.workflows.report import run_report
 
 EXPERIMENT = "report-rows"

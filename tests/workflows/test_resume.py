@@ -9,6 +9,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from medcls.errors import DataError
+from medcls.workflows.resume import resume_point
 from medcls.workflows.train import run_train
 
 
@@ -83,6 +85,19 @@ def test_last_checkpoint_is_the_latest_epoch_even_without_a_new_best(helpers, wo
     last = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert best["epoch"] == 0
     assert (last["epoch"], last["global_step"]) == (2, 3)
+    # best.ckpt: the weights once (no optimizer moments); last.ckpt: what a resume needs
+    assert "optimizer_states" not in best and last["optimizer_states"]
+    assert best["medcls"] and best["state_dict"].keys() == last["state_dict"].keys()
+    moments = sum(  # AdamW's exp_avg and exp_avg_sq: two more copies of the weights
+        t.numel() * t.element_size()
+        for state in last["optimizer_states"][0]["state"].values()
+        for t in state.values()
+        if torch.is_tensor(t) and t.dim() > 0
+    )
+    size = {p.name: p.stat().st_size for p in ckpt_dir.iterdir()}
+    assert size["last.ckpt"] - size["best.ckpt"] == pytest.approx(moments, rel=0.05)
+    with pytest.raises(DataError, match="weights only.*last.ckpt"):
+        resume_point(helpers.compose_cfg([f"ckpt_path={ckpt_dir / 'best.ckpt'}"]))
 
 
 # ------------------------------------------------------------------------------- requeue

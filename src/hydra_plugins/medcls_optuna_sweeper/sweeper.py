@@ -3,7 +3,7 @@
 Each batch of ``n_jobs`` trials is asked from the study, launched by ``hydra/launcher`` (basic,
 joblib, submitit, ...) with the suggested values as overrides plus the trial's identity
 (``++optuna.trial``, ``++optuna.study``, ``++optuna.storage``: the job reports its epochs there
-and stops when pruned, ``medcls.workflows.optuna_trial``), then told: COMPLETE with the job's
+and stops when pruned, ``medcls.search.trial``), then told: COMPLETE with the job's
 return value, PRUNED when the job was pruned, FAIL when it raised. Rerunning the same command
 resumes the stored study; the trials a killed session left RUNNING (their heartbeat stopped) are
 stored as FAIL and run again first. The session's result goes to
@@ -61,7 +61,7 @@ class MedclsOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        from medcls.studies import optuna_search as search
+        from medcls.search import study as search
 
         lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         distributions, fixed = search.search_space(lines)
@@ -100,7 +100,7 @@ class MedclsOptunaSweeper(Sweeper):
         a killed session left RUNNING were marked FAIL and queued again; its storage and URL."""
         import optuna
 
-        from medcls.studies import optuna_search as search
+        from medcls.search import study as search
 
         url = search.absolute_storage(self.storage)
         search.check_pruning_storage(self.pruner, url)
@@ -141,7 +141,7 @@ class MedclsOptunaSweeper(Sweeper):
         """Record one finished job in its trial; False when the job failed."""
         from optuna.trial import TrialState
 
-        from medcls.studies import optuna_search as search
+        from medcls.search import study as search
 
         if ret.status == JobStatus.FAILED:
             search.tell(study, trial, state=TrialState.FAIL)

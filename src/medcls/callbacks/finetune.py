@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
 """Data: sources → records → splits → decode cache → transforms → datamodule."""
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 
 __all__ = ["DataError", "Record"]

@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from medcls.data.io import BadImageError
 from medcls.data.readers import read_image
 from medcls.data.records import Record
 from medcls.data.sources.synthetic import SCHEME, read_synthetic
+from medcls.errors import BadImageError
 
 UNREADABLE, DUPLICATE, CONFLICT, LEAK = (
     "unreadable",

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from timm.data.auto_augment import augment_and_mix_transform  # noqa: E402
 
-from medcls.data.records import DataError  # noqa: E402
+from medcls.errors import DataError
 
 
 class AugMix(A.ImageOnlyTransform):

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medcls.data.io import BadImageError
 from medcls.data.lung_mask import VERSION as LUNG_MASK_VERSION
 from medcls.data.lung_mask import lung_field_mask, lung_field_mask_hu
 from medcls.data.medical.address import file_of
 from medcls.data.preprocess import Preprocess
 from medcls.data.readers import read_image, read_mask_image
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.synthetic import SCHEME, read_synthetic
+from medcls.errors import BadImageError, DataError
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 
 def match_classes(

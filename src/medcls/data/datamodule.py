@@ -22,11 +22,12 @@ from medcls.data.extra_records import (
 )
 from medcls.data.masks import attach_mask_files, mask_source
 from medcls.data.preprocess import Preprocess
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources import load_source
 from medcls.data.sources.base import check_no_empty_class
 from medcls.data.splits import splits_for
 from medcls.data.transforms import create_transform
+from medcls.errors import DataError
 from medcls.metrics.open_set import RejectUnknown
 
 log = logging.getLogger(__name__)

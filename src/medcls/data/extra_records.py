@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from medcls.data.cache import DecodedImages
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.base import check_files_exist
+from medcls.errors import DataError
 
 COLUMNS = ("path", "label")
 SOURCE = "extra_records"

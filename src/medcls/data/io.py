@@ -7,11 +7,9 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medcls.errors import BadImageError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class BadImageError(OSError):
-    """An image file exists but cannot be decoded."""
 
 
 def read_rgb(path: str | bytes, grayscale: bool = False) -> np.ndarray:

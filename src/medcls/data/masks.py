@@ -15,7 +15,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 
 MASK_SOURCES = ("file", "lung_threshold")
 

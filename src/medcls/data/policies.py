@@ -17,7 +17,7 @@ from PIL import Image
 from timm.data.auto_augment import rand_augment_transform
 
 from medcls.data.augmix import seeded_global_generators
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 # timm's "increasing" op set (a higher magnitude is always a stronger op), with the original
 # posterize (4-8 bits kept): the increasing one asks PIL for 0 bits at full magnitude, which

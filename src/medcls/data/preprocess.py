@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from medcls.data.medical.windows import Window, parse_window
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 
 @dataclass(frozen=True)

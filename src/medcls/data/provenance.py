@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, MutableMapping, Sequence
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 
 # The data keys that decide which images fall in which partition (besides the images).
 SPLIT_KEYS = (

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medcls.data.io import IMAGE_EXTENSIONS, BadImageError, read_mask, read_rgb
+from medcls.data.io import IMAGE_EXTENSIONS, read_mask, read_rgb
 from medcls.data.medical.address import DICOM, SliceAddress, parse_address
-from medcls.data.records import DataError
+from medcls.errors import BadImageError, DataError
 
 # A CT slice read with no window stated (a checkpoint trained on 8-bit slices, given DICOM):
 # the lung window, the one COVID-19 and pneumonia CT is read in.

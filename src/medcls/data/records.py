@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from medcls.errors import DataError  # noqa: F401  (its old home; import it from medcls.errors)
+
 SLICE_FRAGMENT = re.compile(r"#(frame|z)=(\d+)$")  # a CT slice address's tail (medical/address.py)
-
-
-class DataError(ValueError):
-    """Bad input found before training: the message names the file or value and the fix."""
 
 
 @dataclass(frozen=True)

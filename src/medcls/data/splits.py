@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 
 log = logging.getLogger(__name__)
 PARTITIONS = ("train", "val", "test")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf  # noqa: E402
 
 from medcls.data.augmix import AugMix  # noqa: E402
 from medcls.data.policies import RandAugment, TrivialAugment  # noqa: E402
-from medcls.data.records import DataError  # noqa: E402
+from medcls.errors import DataError
 
 # Steps medcls adds to albumentations' own (same {OpName: kwargs} syntax in the configs).
 EXTRA_OPS: dict[str, type[A.BasicTransform]] = {

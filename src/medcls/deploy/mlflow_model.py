@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import importlib.metadata
+import io
 import logging
 import os
 import re
@@ -22,10 +23,14 @@ import numpy as np
 import pandas as pd
 from mlflow.models import Model, infer_signature
 from mlflow.pyfunc import PythonModel
+from PIL import Image
 
 import medcls
-from medcls.data.records import DataError
+from medcls.data.records import Record
 from medcls.deploy.predictor import Predictor
+from medcls.errors import DataError
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"  # the artifact's key in the model
 MODEL_NAME = "model"  # runs:/<run id>/model
@@ -152,3 +157,29 @@ def log_model(
             metadata={"class_names": predictor.class_names, "preprocess": meta["preprocess"]},
         )
     return info.model_uri
+
+
+def example_image(record: Record, decoded: np.ndarray) -> bytes:
+    """An input example for the model: the record's own file, or (generated data) its decoded
+    ``(S, S, 3)`` uint8 image as PNG."""
+    if os.path.isfile(record.path):
+        with open(record.path, "rb") as f:
+            return f.read()
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(decoded)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def log_model_or_note(
+    tracking_uri: str | None, run_id: str, checkpoint: str, example: bytes, register_as=None
+) -> dict[str, str]:
+    """:func:`log_model`, returning the tags to set: ``medcls.model_uri``, or on a failure
+    ``medcls.model_error`` (reported, not raised: the run's training and test are done and
+    stay logged)."""
+    try:
+        return {
+            "medcls.model_uri": log_model(tracking_uri, run_id, checkpoint, example, register_as)
+        }
+    except Exception as e:  # noqa: BLE001 - the trained run must not be lost to this
+        log.warning("the MLflow Model was not logged: %s: %s", type(e).__name__, e)
+        return {"medcls.model_error": f"{type(e).__name__}: {e}"}

@@ -17,7 +17,7 @@ from medcls.data.dataset import CachedDataset
 from medcls.data.io import read_rgb
 from medcls.data.preprocess import Preprocess
 from medcls.data.readers import read_image
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.evaluation.calibration import Calibration
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import roc_curve
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.evaluation.probability import safe_log
 
 THRESHOLD_RULES = ("argmax", "youden", "sensitivity@<x>", "specificity@<x>", "<number>")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.evaluation.probability import safe_log, view_probs
+from medcls.metrics.balanced import balanced_accuracy
 
 TAU_GRID = tuple(np.round(np.arange(0.0, 2.0001, 0.1), 2))
 FALLBACK_TAU = 1.0  # `tuned` without validation images: Menon et al.'s balanced-error rule
@@ -57,19 +58,14 @@ def adjusted_probs(view_logits: np.ndarray, logp_prior: np.ndarray, tau: float) 
     return view_probs(view_logits, -tau * np.asarray(logp_prior))
 
 
-def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, k: int) -> float:
-    recalls = [np.mean(pred[labels == c] == c) for c in range(k) if np.any(labels == c)]
-    return float(np.mean(recalls)) if recalls else float("nan")
-
-
 def choose_tau(view_logits: np.ndarray, labels: np.ndarray, logp_prior: np.ndarray) -> float:
     """The τ of :data:`TAU_GRID` with the best validation balanced accuracy of the model's
     probability with bias ``-τ · log π`` (``view_logits (N, V, K)`` or ``(N, K)``: the network's
     own logits, without any bias, so fitting twice gives the same τ); ties go to the τ nearest
     1 (the rule with a reason), so a flat curve does not pick an extreme."""
-    labels, k = np.asarray(labels), np.shape(view_logits)[-1]
+    labels = np.asarray(labels)
     scores = [
-        balanced_accuracy(adjusted_probs(view_logits, logp_prior, t).argmax(1), labels, k)
+        balanced_accuracy(labels, adjusted_probs(view_logits, logp_prior, t).argmax(1))
         for t in TAU_GRID
     ]
     best = max(scores)

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 from medcls.evaluation.posthoc import fit_posthoc
 from medcls.evaluation.probability import view_probs
 from medcls.evaluation.settings import EvalSettings

@@ -24,6 +24,15 @@ import pandas as pd
 
 from medcls.data.records import Record
 from medcls.evaluation.calibration import Calibration, calibration_note
+from medcls.evaluation.classification_report import write_classification_report
+from medcls.evaluation.curves import write_curves, write_reliability
+from medcls.evaluation.files import (
+    plot_confusion_matrix,
+    write_per_class,
+    write_per_class_markdown,
+    write_predictions,
+    write_skipped,
+)
 from medcls.evaluation.predictions import Predictions
 from medcls.evaluation.settings import EvalSettings
 from medcls.evaluation.subgroups import subgroup_metrics, write_subgroup_files
@@ -33,15 +42,6 @@ from medcls.metrics.groups import group_mean
 from medcls.metrics.headline import headline_names
 from medcls.metrics.sources import source_metrics, write_source_table
 from medcls.metrics.weighted import confusion, score_draws
-from medcls.tracking.artifacts import (
-    plot_confusion_matrix,
-    write_per_class,
-    write_per_class_markdown,
-    write_predictions,
-    write_skipped,
-)
-from medcls.tracking.classification_report import write_classification_report
-from medcls.tracking.curves import write_curves, write_reliability
 
 NONE = Calibration()  # nothing fitted: the argmax of the softmax as it is
 LEVELS = ("test", "series", "group")  # image (slice), CT series, group (patient, lesion)

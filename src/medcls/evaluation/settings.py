@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.evaluation.calibration import parse_threshold_rule
 from medcls.evaluation.logit_adjustment import parse_logit_adjustment
 from medcls.tasks.tta import tta_views

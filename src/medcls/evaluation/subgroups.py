@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 from medcls.evaluation.predictions import Predictions
 from medcls.evaluation.settings import EvalSettings
 from medcls.metrics.bootstrap import bootstrap_intervals, group_index

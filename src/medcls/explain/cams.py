@@ -91,7 +91,7 @@ def run_test_cams(cam_cfg, task: nn.Module, dm, outputs: dict, dirpath: str) -> 
     """``cam.num_images`` test-image overlays for a finished run, in ``dirpath``; nothing when
     ``cam.num_images`` is 0. A model Grad-CAM cannot explain (an ABN, a transformer) gets a
     warning, not an error: the trained model and its metrics matter more than the pictures."""
-    from medcls.data.records import DataError
+    from medcls.errors import DataError
 
     n = int((cam_cfg or {}).get("num_images") or 0)
     if n <= 0 or not len(outputs.get("index", ())):

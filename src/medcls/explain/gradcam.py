@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 # Pooling that resizes to a fixed grid (AlexNet's 6×6) repeats values: not a feature stage.
 NOT_STAGES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)

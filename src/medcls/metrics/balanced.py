@@ -25,6 +25,16 @@ def balanced_accuracy_of_confusion(cm) -> float:
     return float(np.mean(np.diag(cm)[present] / support[present]))
 
 
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (medcls's one definition,
+    :func:`balanced_accuracy_of_confusion`; NaN without images). Shapes: ``(N,)``
+    int, ``(N,)`` int."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    k = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    return balanced_accuracy_of_confusion(cm)
+
+
 def predicted_absent_classes(cm, class_names: Sequence[str]) -> list[str]:
     """Classes that are predicted although no target has them (their columns hold counts
     while their rows are empty)."""

@@ -1,8 +1,9 @@
-"""Bootstrap draws that resample whole groups (patients, lesions), as weight matrices.
+"""Bootstrap draws that resample whole groups (patients, lesions): medcls's one bootstrap.
 
 Images of one patient are not independent: resampling them one by one makes an interval too
-narrow. A draw takes G groups with replacement out of G; each image then weighs as often as its
-group was drawn (:mod:`medcls.metrics.weighted` scores all draws at once).
+narrow. A draw takes G groups with replacement out of G. As weight matrices (each image weighs
+as often as its group was drawn: :mod:`medcls.metrics.weighted` scores all draws at once), or as
+index arrays for any metric function (:mod:`medcls.studies.stats`: study tables, paired tests).
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ def group_index(groups: Sequence[str | None] | None, n: int) -> np.ndarray:
         return np.arange(n)
     keys = np.array([g if g is not None else f"\0img{i}" for i, g in enumerate(groups)], object)
     return np.unique(keys, return_inverse=True)[1].reshape(-1)
+
+
+def index_draws(group_of: np.ndarray) -> Callable[[np.random.Generator], np.ndarray]:
+    """A function drawing one bootstrap sample's image indices: G groups drawn with replacement
+    out of ``group_of``'s G, each bringing all its images. Members are found once, not per draw."""
+    order = np.argsort(group_of, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(group_of[order])) + 1) if len(order) else []
+    return lambda rng: np.concatenate(
+        [members[g] for g in rng.integers(0, len(members), len(members))]
+    )
 
 
 def weight_draws(

@@ -7,10 +7,7 @@ from collections.abc import Iterable
 
 import torch
 
-
-class WeightsError(ValueError):
-    """Weights that do not fit (another architecture, a missing package or file): bad input,
-    which the command-line entry points report in one line with exit code 2."""
+from medcls.errors import WeightsError
 
 
 def read_weights(path: str) -> dict[str, torch.Tensor]:

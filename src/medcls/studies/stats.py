@@ -7,19 +7,10 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-from medcls.metrics.balanced import balanced_accuracy_of_confusion
+from medcls.metrics.balanced import balanced_accuracy
+from medcls.metrics.bootstrap import group_index, index_draws
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
-
-
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y_true`` (medcls's one definition,
-    :func:`~medcls.metrics.balanced.balanced_accuracy_of_confusion`). Shapes: ``(N,)``
-    int, ``(N,)`` int."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    k = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
-    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
-    return balanced_accuracy_of_confusion(cm)
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -27,19 +18,6 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 METRICS: dict[str, Metric] = {"balanced_accuracy": balanced_accuracy, "accuracy": accuracy}
-
-
-def _resampler(n: int, groups: np.ndarray | None) -> Callable[[np.random.Generator], np.ndarray]:
-    """Draws bootstrap indices; with ``groups``, whole groups (patients, lesions, or one image
-    predicted by several models) are drawn together. Group members are found once, not per draw."""
-    if groups is None:
-        return lambda rng: rng.integers(0, n, n)
-    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
-    return lambda rng: np.concatenate(
-        [members[g] for g in rng.integers(0, len(members), len(members))]
-    )
 
 
 def bootstrap_ci(
@@ -54,7 +32,7 @@ def bootstrap_ci(
     """(point estimate, low, high) percentile bootstrap interval of ``metric``."""
     rng = np.random.default_rng(seed)
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    draw = _resampler(len(y_true), groups)
+    draw = index_draws(group_index(groups, len(y_true)))
     values = []
     for _ in range(n_boot):
         idx = draw(rng)
@@ -154,7 +132,7 @@ def paired_bootstrap(
     resampling the same images for both."""
     rng = np.random.default_rng(seed)
     y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
-    draw = _resampler(len(y_true), groups)
+    draw = index_draws(group_index(groups, len(y_true)))
     diffs = np.empty(n_boot)
     for i in range(n_boot):
         idx = draw(rng)

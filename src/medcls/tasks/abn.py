@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.losses.abn import ABNLoss, ABNLossTerms
 from medcls.metrics.attention import AttentionMetrics
 from medcls.models.abn import ABNOutput

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.tasks.classification import ClassificationTask
 from medcls.tasks.factory import create_task, create_task_model
 

@@ -14,7 +14,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from medcls.callbacks import HeadFirstFinetuning
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.metrics import ClassificationMetrics
 from medcls.metrics.classification import compute_metrics
 from medcls.metrics.open_set import RejectUnknown

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.losses.abn import ABNLoss
 from medcls.models import create_model
 from medcls.models.abn import create_abn

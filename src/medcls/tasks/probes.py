@@ -27,7 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.metrics.classification import compute_metrics
 
 # name → its options and their defaults (the conf/task files set the same)

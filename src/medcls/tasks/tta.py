@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 View = Callable[[torch.Tensor], torch.Tensor]
 

@@ -10,7 +10,7 @@ import os
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 log = logging.getLogger(__name__)
 

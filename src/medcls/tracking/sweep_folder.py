@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 PARENT_FILE = "mlflow_parent_run_id"
 OVERRIDES = os.path.join(".hydra", "overrides.yaml")

@@ -13,11 +13,12 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from medcls.data.audit import ISSUES, LEAK, find_issues, scan_images, summarize
-from medcls.data.exclude import absolute
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources import load_source
+from medcls.data.sources.exclude import absolute
 from medcls.data.splits import splits_for
-from medcls.tracking.class_counts import class_count_table, write_class_counts
+from medcls.errors import DataError
+from medcls.evaluation.class_counts import class_count_table, write_class_counts
 from medcls.utils.console import console, print_config_tree, print_table
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import timm
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger, MLFlowLogger
@@ -12,9 +13,10 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.provenance import applies as provenance_applies
 from medcls.data.provenance import apply_split_settings, check_test_partition
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.evaluation.calibration import Calibration
+from medcls.models import Classifier
 from medcls.tracking.mlflow_run import find_mlflow, log_artifacts
 from medcls.tracking.sweep import job_tags, swept_run_name
 
@@ -160,3 +162,42 @@ def log_run_files(
 
 def resolved(cfg: DictConfig, key: str) -> dict:
     return OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) is not None else {}
+
+
+def normalization(mode: str, model: Classifier, dm: ClassificationDataModule):
+    """Mean/std (0..1 scale) per channel for ``data.normalize``."""
+    if mode == "backbone":
+        cfg = model.pretrained_cfg
+        return list(cfg.get("mean", timm.data.IMAGENET_DEFAULT_MEAN)), list(
+            cfg.get("std", timm.data.IMAGENET_DEFAULT_STD)
+        )
+    if mode == "imagenet":
+        return list(timm.data.IMAGENET_DEFAULT_MEAN), list(timm.data.IMAGENET_DEFAULT_STD)
+    if mode == "dataset":
+        return dm.mean_std()
+    if mode == "none":
+        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    raise DataError(f"data.normalize={mode!r}: use backbone, dataset, imagenet or none")
+
+
+def scored_partition_title(dm: ClassificationDataModule) -> str:
+    """What the report of this run's test is on: ``test``, or a partition named as in-sample."""
+    part = str(dm.cfg.get("test_partition", "test"))
+    if part in ("test", "all"):
+        return part
+    return f"{part} partition, IN-SAMPLE (it chose the checkpoint and the post-hoc settings)"
+
+
+def in_sample_tag(dm: ClassificationDataModule) -> dict[str, str]:
+    """``data.test_partition=val|train``: the run's test figures are on images that chose its
+    checkpoint (and τ, temperature, threshold) or trained it; tagged and said, not hidden."""
+    part = str(dm.cfg.get("test_partition", "test"))
+    if part not in ("val", "train"):
+        return {}
+    log.warning(
+        "data.test_partition=%s: every test/* figure of this run is in-sample (the %s "
+        "partition chose the checkpoint and the post-hoc settings%s); report held-out figures "
+        "from the test partition.",
+        part, part, " and trained the model" if part == "train" else "",
+    )  # fmt: skip
+    return {"medcls.scored_partition": f"{part} (in-sample)"}

@@ -16,33 +16,28 @@ import pandas as pd
 import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.evaluation.calibration import Calibration, choose_threshold
+from medcls.evaluation.files import read_predictions, write_predictions
 from medcls.evaluation.oof import cross_fit, read_val_logits
 from medcls.evaluation.report import calibration_summary, metric_set, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
-from medcls.studies.stats import balanced_accuracy
+from medcls.metrics.balanced import balanced_accuracy
 from medcls.studies.sweep_configs import sweep_configs
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.inference import predict_probs
 from medcls.tracking import sweep_folder
-from medcls.tracking.artifacts import read_predictions, write_predictions
 from medcls.tracking.fetch import fetch_dir, run_checkpoint
-from medcls.tracking.mlflow_run import (
-    config_locations,
-    config_params,
-    find_mlflow,
-    run_location,
-    set_tags,
-)
 from medcls.tracking.sweep_folder import parent_run_id
-from medcls.utils.console import console, print_metrics_table
+from medcls.utils.console import console
 from medcls.workflows.common import (
     build_loggers,
     datamodule_for_checkpoint,
     log_run_files,
 )
+from medcls.workflows.run import end_run, start_run
 
 
 def sweep_checkpoints(sweep_dir: str, jobs: list[str] | None = None) -> list[str]:
@@ -64,11 +59,9 @@ def resolve_checkpoints(cfg: DictConfig) -> list[str]:
 
 
 def ensemble_views(cfg: DictConfig, settings: EvalSettings) -> list[str] | None:
-    """``eval.tta`` (or the older top-level ``tta``) when given; ``None``: each checkpoint's
-    own views, those its test and calibration used."""
-    if settings.tta is not None:
-        return list(settings.tta)
-    return list(cfg.tta) if cfg.get("tta") else None
+    """``eval.tta`` when given; ``None``: each checkpoint's own views, those its test and
+    calibration used."""
+    return list(settings.tta) if settings.tta is not None else None
 
 
 def _test_digest(meta: dict) -> tuple[str, str] | None:
@@ -157,11 +150,47 @@ def oof_scores(oof: pd.DataFrame, pred: Predictions, settings: EvalSettings) -> 
 
 
 def run_ensemble(cfg: DictConfig) -> dict[str, float]:
+    """Average the checkpoints' probabilities on ``cfg.split``; return the metrics (``test/``,
+    ``group/``, per source, and ``oof/`` of a CV sweep), logged as one MLflow run."""
     pl.seed_everything(cfg.seed, workers=True)
     settings = EvalSettings.from_cfg(cfg.get("eval"))
     paths = resolve_checkpoints(cfg)
+    loaded = _load_models(cfg, paths)
+    meta, jobs = loaded[0][1], list(cfg.get("jobs") or [])
+    _data_from_sweep(cfg, jobs)
+    dm = datamodule_for_checkpoint(cfg, meta, paths[0])
+    check_subgroup_attributes(dm.records_of(cfg.split), settings.subgroups, cfg.data)
+    names, positive = meta["class_names"], meta.get("positive_class", 1)
+
+    out = ensemble_probs(loaded, dm.test_dataloader(), ensemble_views(cfg, settings))
+    records = [dm.records[i] for i in out["index"]]
+    out_dir = cfg.paths.output_dir
+    oof = oof_predictions(cfg.sweep_dir, jobs) if cfg.get("sweep_dir") else None
+    oof_pred = None if oof is None else _oof_as_predictions(cfg, oof, names, positive)
+    ev = evaluate(  # test/, group/ and per-source metrics, the report's files
+        Predictions(out["probs"], out["labels"], records, names, positive),
+        settings,
+        out_dir,
+        f"ensemble of {len(loaded)} · {cfg.split}",
+        dm.skipped,
+        calibration=ensemble_calibration(loaded, oof_pred, settings),
+    )
+    result, files = dict(ev.metrics), list(ev.files)
+    csv = os.path.join(out_dir, "ensemble_predictions.csv")
+    files.append(write_predictions(csv, records, out["probs"], out["labels"], names))
+    if oof is not None:
+        result.update({f"oof/{k}": v for k, v in oof_scores(oof, oof_pred, settings).items()})
+        files.append(os.path.join(out_dir, "oof_predictions.csv"))
+        oof.to_csv(files[-1], index=False)
+    _log_and_print(cfg, settings, paths, dm, result, files, oof)
+    return result
+
+
+def _load_models(cfg: DictConfig, paths: list[str]) -> list:
+    """``[(task, meta)]`` of ``paths``, refused unless they share classes, preprocessing and
+    (``split`` other than ``all``) their test partition."""
     loaded = [load_task(p) for p in paths]
-    tasks, meta = [t for t, _ in loaded], loaded[0][1]
+    meta = loaded[0][1]
     for p, (_, m) in zip(paths, loaded, strict=True):
         if m["class_names"] != meta["class_names"] or m["preprocess"] != meta["preprocess"]:
             raise DataError(
@@ -173,110 +202,78 @@ def run_ensemble(cfg: DictConfig) -> dict[str, float]:
                 "seed): their ensemble has no common held-out test partition. Ensemble models "
                 "of one split, or score every image of an external set with split=all."
             )
-    jobs = list(cfg.get("jobs") or [])
-    if cfg.get("sweep_dir") and cfg.get("data_from_sweep", True):
-        job_cfg = sweep_folder.configured_jobs(cfg.sweep_dir, jobs)
-        if job_cfg:  # the folds' own data config (same held-out test partition) and MLflow store
-            job = sweep_folder.resolved_config(job_cfg[0])
-            with open_dict(cfg):
-                cfg.data, cfg.experiment_name = job.data, job.experiment_name
-                cfg.data.fold = None  # the test partition is the same for every fold
-                if job.get("logger") and job.logger.get("mlflow") and cfg.get("logger"):
-                    cfg.logger.mlflow.experiment_name = job.logger.mlflow.experiment_name
-                    cfg.logger.mlflow.tracking_uri = job.logger.mlflow.tracking_uri
-    dm = datamodule_for_checkpoint(cfg, meta, paths[0])
-    check_subgroup_attributes(dm.records_of(cfg.split), settings.subgroups, cfg.data)
-    names, positive = meta["class_names"], meta.get("positive_class", 1)
+    return loaded
 
-    out = ensemble_probs(loaded, dm.test_dataloader(), ensemble_views(cfg, settings))
-    records = [dm.records[i] for i in out["index"]]
-    out_dir = cfg.paths.output_dir
-    oof = oof_predictions(cfg.sweep_dir, jobs) if cfg.get("sweep_dir") else None
-    oof_pred = None
-    if oof is not None:
-        if oof["path"].duplicated().any():
-            raise DataError(
-                f"{cfg.sweep_dir}: an image is in two folds' validation sets; is this a CV sweep?"
-            )
-        oof_pred = Predictions(
-            oof[[f"p_{c}" for c in names]].to_numpy(),
-            np.array([names.index(c) for c in oof["label"]]),
-            [Record(p, -1, g or None) for p, g in zip(oof["path"], oof["group"], strict=True)],
-            names,
-            positive,
-        )
-    calibration = ensemble_calibration(loaded, oof_pred, settings)
-    ev = evaluate(  # test/, group/ and per-source metrics, the report's files
-        Predictions(out["probs"], out["labels"], records, names, positive),
-        settings,
-        out_dir,
-        f"ensemble of {len(tasks)} · {cfg.split}",
-        dm.skipped,
-        calibration=calibration,
-    )
-    result, files = dict(ev.metrics), list(ev.files)
-    if oof_pred is not None:
-        result.update({f"oof/{k}": v for k, v in oof_scores(oof, oof_pred, settings).items()})
-    files.append(
-        write_predictions(
-            os.path.join(out_dir, "ensemble_predictions.csv"),
-            records,
-            out["probs"],
-            out["labels"],
-            names,
-        )
-    )
-    if oof is not None:
-        files.append(os.path.join(out_dir, "oof_predictions.csv"))
-        oof.to_csv(files[-1], index=False)
 
+def _data_from_sweep(cfg: DictConfig, jobs: list) -> None:
+    """A sweep's ensemble takes the folds' own data config (the same held-out test partition)
+    and MLflow store (``data_from_sweep``, on by default)."""
+    if not (cfg.get("sweep_dir") and cfg.get("data_from_sweep", True)):
+        return
+    job_cfg = sweep_folder.configured_jobs(cfg.sweep_dir, jobs)
+    if not job_cfg:
+        return
+    job = sweep_folder.resolved_config(job_cfg[0])
+    with open_dict(cfg):
+        cfg.data, cfg.experiment_name = job.data, job.experiment_name
+        cfg.data.fold = None  # the test partition is the same for every fold
+        if job.get("logger") and job.logger.get("mlflow") and cfg.get("logger"):
+            cfg.logger.mlflow.experiment_name = job.logger.mlflow.experiment_name
+            cfg.logger.mlflow.tracking_uri = job.logger.mlflow.tracking_uri
+
+
+def _oof_as_predictions(cfg, oof: pd.DataFrame, names: list[str], positive) -> Predictions:
+    """The folds' validation predictions (one per image) as :class:`Predictions`."""
+    if oof["path"].duplicated().any():
+        raise DataError(
+            f"{cfg.sweep_dir}: an image is in two folds' validation sets; is this a CV sweep?"
+        )
+    return Predictions(
+        oof[[f"p_{c}" for c in names]].to_numpy(),
+        np.array([names.index(c) for c in oof["label"]]),
+        [Record(p, -1, g or None) for p, g in zip(oof["path"], oof["group"], strict=True)],
+        names,
+        positive,
+    )
+
+
+def _log_and_print(cfg, settings, paths, dm, result, files, oof) -> None:
+    """The ensemble's MLflow run (under the sweep's parent run) and its tables."""
     parent = parent_run_id(cfg.sweep_dir) if cfg.get("sweep_dir") else None
     loggers = build_loggers(cfg)
-    mlf = find_mlflow(loggers)
+    views = ensemble_views(cfg, settings)
+    tags = {
+        "medcls.role": "ensemble",
+        "checkpoints": " ".join(os.path.abspath(p) for p in paths),
+        "tta": ",".join(views or ["(each checkpoint's)"]),
+    }
+    mlf = start_run(cfg, loggers, tags, parent=parent)
     if mlf is not None:
-        if parent:
-            set_tags(mlf, {"mlflow.parentRunId": parent})
-        mlf.log_hyperparams(config_params(cfg))
-        set_tags(
-            mlf,
-            {
-                **config_locations(cfg),  # paths and URIs: tags, not params
-                "medcls.role": "ensemble",
-                "checkpoints": " ".join(os.path.abspath(p) for p in paths),
-                "tta": ",".join(ensemble_views(cfg, settings) or ["(each checkpoint's)"]),
-                **(cfg.get("tags") or {}),
-            },
-        )
         mlf.log_metrics(result)
         log_run_files(loggers, files)
         mlf.finalize("success")
-    views = ensemble_views(cfg, settings)
     extra = {
-        "models": str(len(tasks)),
+        "models": str(len(paths)),
         "tta views": "each checkpoint's" if views is None else str(1 + len(views)),
+        **source_summary(result),
+        **calibration_summary(result),
     }
-    extra.update(source_summary(result))
-    extra.update(calibration_summary(result))
-    print_metrics_table(
-        result,
-        f"ensemble of {len(tasks)} model(s) on {dm.source_name} ({cfg.split})",
-        extra,
-        settings.level,
-    )
+    title = f"ensemble of {len(paths)} model(s) on {dm.source_name} ({cfg.split})"
+    end_run(mlf, [(result, title, extra), *_level_tables(result, oof)], settings.level)
+
+
+def _level_tables(result: dict[str, float], oof) -> list:
+    """The tables of the series, group and out-of-fold figures the ensemble has."""
+    tables = []
     for prefix, title in (
         ("series/", "CT series level (softmax averaged per series)"),
         ("group/", "group level (softmax averaged per group)"),
         ("oof/", f"out-of-fold (CV; post-hoc choices {oof_note(oof)})"),
     ):
-        if any(k.startswith(prefix) for k in result):
-            print_metrics_table(
-                {k[len(prefix) :]: v for k, v in result.items() if k.startswith(prefix)},
-                title,
-                level=settings.level,
-            )
-    if mlf is not None:
-        console.print(run_location(mlf))
-    return result
+        part = {k[len(prefix) :]: v for k, v in result.items() if k.startswith(prefix)}
+        if part:
+            tables.append((part, title, None))
+    return tables
 
 
 def run_ensembles_per_config(cfg: DictConfig) -> dict[str, dict[str, float]]:

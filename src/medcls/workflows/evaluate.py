@@ -18,17 +18,8 @@ from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.tasks.checkpoint import load_task
 from medcls.tasks.tta import tta_views
-from medcls.tracking.datasets import log_partitions
 from medcls.tracking.fetch import checkpoint_to_evaluate
-from medcls.tracking.mlflow_run import (
-    config_locations,
-    config_params,
-    find_mlflow,
-    git_commit,
-    run_location,
-    set_tags,
-)
-from medcls.utils.console import console, print_config_tree, print_metrics_table
+from medcls.utils.console import print_config_tree
 from medcls.utils.hardware import resolve_channels_last, resolve_precision
 from medcls.workflows.common import (
     build_loggers,
@@ -36,6 +27,7 @@ from medcls.workflows.common import (
     log_run_files,
     report_test,
 )
+from medcls.workflows.run import end_run, start_run
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +55,12 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, precision=precision, logger=loggers or False, callbacks=[]
     )
-    mlf = find_mlflow(loggers)
-    if mlf is not None:
-        mlf.log_hyperparams(config_params(cfg))
-        set_tags(
-            mlf,
-            {
-                **config_locations(cfg),  # paths and URIs: tags, not params
-                "git_commit": git_commit(os.path.dirname(__file__)),
-                "checkpoint": os.path.abspath(ckpt_path),
-                "trained_run_id": meta.get("mlflow_run_id", ""),
-                "dataset": dm.source_name,
-                **(cfg.get("tags") or {}),
-            },
-        )
-        log_partitions(mlf.experiment, mlf.run_id, dm.source_name, dm.data_uri, dm.records,
-                       {cfg.split: dm.partitions[cfg.split]}, dm.class_names)  # fmt: skip
+    tags = {
+        "checkpoint": os.path.abspath(ckpt_path),
+        "trained_run_id": meta.get("mlflow_run_id", ""),
+        "dataset": dm.source_name,
+    }
+    mlf = start_run(cfg, loggers, tags, dm, {cfg.split: dm.partitions[cfg.split]})
     trainer.test(task, datamodule=dm, verbose=False)
     metrics = {f"test/{k}": v for k, v in task.test_results.items()}
     out_dir, out = cfg.paths.output_dir, task.test_outputs
@@ -89,18 +71,16 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: as medcls-train does
     if run_test_cams(cfg.get("cam"), task, dm, out, cam_dir):
         log_run_files(loggers, [cam_dir], "gradcam")
-    print_metrics_table(
-        metrics,
-        f"{os.path.basename(ckpt_path)} on {dm.source_name} ({cfg.split}, {len(dm.partitions[cfg.split])} images)",
-        {
-            "skipped images": str(len(dm.skipped)),
-            "predictions": os.path.join(out_dir, "test_predictions.csv"),
-            **source_summary(metrics),
-            **level_summary(metrics),
-            **calibration_summary(metrics),
-        },
-        settings.level,
+    title = (
+        f"{os.path.basename(ckpt_path)} on {dm.source_name} ({cfg.split}, "
+        f"{len(dm.partitions[cfg.split])} images)"
     )
-    if mlf is not None:
-        console.print(run_location(mlf))
+    extra = {
+        "skipped images": str(len(dm.skipped)),
+        "predictions": os.path.join(out_dir, "test_predictions.csv"),
+        **source_summary(metrics),
+        **level_summary(metrics),
+        **calibration_summary(metrics),
+    }
+    end_run(mlf, [(metrics, title, extra)], settings.level)
     return metrics

@@ -10,38 +10,16 @@ import torch
 from omegaconf import DictConfig
 
 from medcls.data.cache import decode_all
-from medcls.data.io import IMAGE_EXTENSIONS
+from medcls.data.inputs import list_inputs
 from medcls.data.readers import DEFAULT_WINDOW
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.ct_labels import SliceSelection
 from medcls.deploy.predictor import Predictor
+from medcls.errors import DataError
 from medcls.evaluation.calibration import Calibration, calibration_note
+from medcls.evaluation.files import write_predictions, write_skipped, write_unit_predictions
 from medcls.explain.cams import write_predict_cams
-from medcls.tracking.artifacts import write_predictions, write_skipped, write_unit_predictions
 from medcls.utils.console import console
-
-
-def list_inputs(path: str) -> list[str]:
-    """One image file, or every image under a folder (recursively, sorted)."""
-    if os.path.isfile(path):
-        return [path]
-    if not os.path.isdir(path):
-        raise DataError(
-            f"input={path} does not exist: give an image file, a folder of images, a DICOM "
-            "folder or a NIfTI volume (.nii, .nii.gz)."
-        )
-    found = sorted(
-        os.path.join(d, n)
-        for d, _, names in os.walk(path)
-        for n in names
-        if n.lower().endswith(IMAGE_EXTENSIONS)
-    )
-    if not found:
-        raise DataError(
-            f"input={path} holds no images ({', '.join(IMAGE_EXTENSIONS)}), no DICOM series "
-            "and no NIfTI volumes."
-        )
-    return found
 
 
 def input_records(cfg: DictConfig) -> list[Record]:
@@ -107,16 +85,19 @@ def run_predict(cfg: DictConfig) -> str:
             console.print(f"wrote the per-{word} predictions (mean over slices) to {path}")
     if calibration != Calibration():
         console.print(f"applied the checkpoint's calibration: {calibration_note(calibration)}")
-    if cfg.get("cam"):  # Grad-CAM of each image's predicted class, next to the CSV
+    cam = cfg.get("cam") or {}
+    n_cam = int(cam.get("num_images") or 0)
+    if n_cam:  # Grad-CAM of the predicted class of the first n (-1: every) image(s)
         cam_dir = os.path.splitext(out)[0] + "_gradcam"
+        shown = keep if n_cam < 0 else keep[:n_cam]
         pngs = write_predict_cams(
             cam_dir,
             task,
-            decoded.images[keep],
-            probs,
-            [records[i].image_id for i in keep],
+            decoded.images[shown],
+            probs[: len(shown)],
+            [records[i].image_id for i in shown],
             meta["class_names"],
-            cfg.get("cam_target_layer"),
+            cam.get("target_layer"),
         )
         console.print(f"wrote {len(pngs)} Grad-CAM overlays to {cam_dir}")
     if decoded.bad:

@@ -25,7 +25,7 @@ import joblib
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
@@ -39,28 +39,29 @@ from medcls.data.features import (
     save_features,
     weights_digest,
 )
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.evaluation import EvalSettings, Predictions, evaluate
 from medcls.evaluation.report import level_summary, source_summary
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.tasks.factory import create_task_model
 from medcls.tasks.probes import ProbeFit, describe, fit_probe, probe_grid, probe_proba
-from medcls.tracking.class_counts import write_class_counts
-from medcls.tracking.datasets import log_partitions
 from medcls.tracking.mlflow_run import (
-    config_locations,
-    config_params,
     find_mlflow,
-    git_commit,
-    run_location,
-    set_tags,
 )
 from medcls.tracking.sweep import mark_failed
-from medcls.utils.console import console, print_config_tree, print_metrics_table
-from medcls.workflows.common import build_datamodule, build_loggers, log_run_files, positive_index
+from medcls.utils.console import print_config_tree
+from medcls.workflows.common import (
+    build_datamodule,
+    build_loggers,
+    in_sample_tag,
+    log_run_files,
+    normalization,
+    positive_index,
+    scored_partition_title,
+)
 from medcls.workflows.common import resolved as resolved_node
 from medcls.workflows.recipe import train_on
-from medcls.workflows.train import in_sample_tag, normalization, scored_partition_title
+from medcls.workflows.run import Table, end_run, start_training_run
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,12 @@ def run_probe(cfg: DictConfig) -> dict[str, float]:
     loggers = build_loggers(cfg)
     mlf = find_mlflow(loggers)
     try:
-        _log_start(cfg, loggers, dm, scored, source)
+        tags = {
+            "probe.features": source["path"],
+            "probe.features_cached": str(source["cached"]).lower(),
+            **scored,
+        }
+        start_training_run(cfg, loggers, dm, tags, cfg.paths.output_dir)
         metrics = _report(cfg, dm, feats, fit, part, positive, settings, loggers)
     except BaseException as e:
         if mlf is not None:
@@ -114,9 +120,8 @@ def run_probe(cfg: DictConfig) -> dict[str, float]:
         raise
     for lg in loggers:  # no Trainer closes the run here
         lg.finalize("success")
-    _print(cfg, dm, task_cfg, grid, fit, feats, source, metrics, settings, started)
-    if mlf is not None:
-        console.print(run_location(mlf))
+    table = _table(cfg, dm, task_cfg, grid, fit, feats, source, metrics, started)
+    end_run(mlf, [table], settings.level)
     return metrics
 
 
@@ -221,45 +226,6 @@ def _monitor(cfg: DictConfig) -> tuple[str, str]:
     return name, str(cfg.get("monitor_mode") or "max")
 
 
-def _log_start(
-    cfg: DictConfig,
-    loggers: Sequence[Logger],
-    dm: ClassificationDataModule,
-    scored: dict[str, str],
-    source: dict[str, Any],
-) -> None:
-    """As a training run starts: params, tags, the config, images per class, partitions."""
-    out_dir = cfg.paths.output_dir
-    mlf = find_mlflow(loggers)
-    if mlf is not None:
-        mlf.log_hyperparams(config_params(cfg))
-        set_tags(
-            mlf,
-            {
-                **config_locations(cfg),
-                "git_commit": git_commit(os.path.dirname(__file__)),
-                "dataset": dm.source_name,
-                "model": cfg.model.name,
-                "fold": cfg.data.fold,
-                "probe.features": source["path"],
-                "probe.features_cached": str(source["cached"]).lower(),
-                **scored,
-                **(cfg.get("tags") or {}),
-            },
-        )
-        os.makedirs(out_dir, exist_ok=True)
-        config_path = os.path.join(out_dir, "resolved_config.yaml")
-        OmegaConf.save(cfg, config_path, resolve=True)
-        log_run_files(loggers, [config_path])
-        parts = {k: dm.partitions[k] for k in ("train", "val", "test")}
-        log_partitions(mlf.experiment, mlf.run_id, dm.source_name, dm.data_uri,
-                       dm.records, parts, dm.class_names)  # fmt: skip
-    title = f"{cfg.run_name}: images per class"
-    log_run_files(
-        loggers, write_class_counts(out_dir, dm.class_names, dm.labels, dm.partitions, title)
-    )
-
-
 def _report(
     cfg: DictConfig,
     dm: ClassificationDataModule,
@@ -315,7 +281,7 @@ def _save_head(out_dir: str, fit: ProbeFit, cfg: DictConfig, dm: ClassificationD
     return path
 
 
-def _print(
+def _table(
     cfg: DictConfig,
     dm: ClassificationDataModule,
     task_cfg: dict[str, Any],
@@ -324,9 +290,8 @@ def _print(
     feats: Features,
     source: dict[str, Any],
     metrics: dict[str, float],
-    settings: EvalSettings,
     started: float,
-) -> None:
+) -> Table:
     """The metrics table every run prints, with the probe's own lines."""
     name = str(task_cfg["name"])
     chosen = describe(name, fit.options)
@@ -347,7 +312,7 @@ def _print(
         **level_summary(metrics),
     }
     title = f"{cfg.run_name} · {name}: {scored_partition_title(dm)} metrics"
-    print_metrics_table(metrics, title, extra, settings.level)
+    return metrics, title, extra
 
 
 def _short(options: dict[str, Any], grid: Sequence[dict[str, Any]]) -> str:

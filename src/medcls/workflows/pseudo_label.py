@@ -42,19 +42,20 @@ from torch.utils.data import DataLoader
 from medcls.data.cache import decode_all
 from medcls.data.dataset import CachedDataset
 from medcls.data.extra_records import same_files, write_extra_records
-from medcls.data.records import DataError, Record
+from medcls.data.inputs import list_inputs
+from medcls.data.records import Record
+from medcls.errors import DataError
+from medcls.evaluation.files import read_predictions
 from medcls.metrics.classification import compute_metrics
 from medcls.studies.pseudo_labels import effective_threshold, select_pseudo_labels
 from medcls.studies.pseudo_rounds import print_rounds, rounds_table, write_markdown
 from medcls.tasks.checkpoint import load_task, read_checkpoint
 from medcls.tasks.inference import predict_probs
 from medcls.tracking import sweep_folder
-from medcls.tracking.artifacts import read_predictions
 from medcls.tracking.sweep_folder import parent_run_id
 from medcls.utils.console import console
 from medcls.workflows.common import datamodule_for_checkpoint
 from medcls.workflows.ensemble import oof_predictions
-from medcls.workflows.predict import list_inputs
 
 log = logging.getLogger(__name__)
 CSV_PATTERN = "pseudo_labels_fold{fold}.csv"  # in the round that trains on them
@@ -129,7 +130,7 @@ def train_round(s: PseudoSettings, round_dir: str, with_extra: bool) -> int:
         extra = os.path.abspath(os.path.join(round_dir, CSV_PATTERN.format(fold="${data.fold}")))
         extra = f"'{extra}'" if "'" not in extra else extra
     cmd = [
-        sys.executable, "-m", "medcls.train", "-m", *s.train_args,
+        sys.executable, "-m", "medcls.cli.train", "-m", *s.train_args,
         f"data.num_folds={s.k}", f"data.fold=range(0,{s.k})", f"data.extra_records={extra}",
         f"hydra.sweep.dir={round_dir}",
     ]  # fmt: skip
@@ -335,9 +336,9 @@ def run_pseudo(s: PseudoSettings) -> int:
                 study = _study_run(client, exp_id, s, job.logger.mlflow.experiment_name)
         if s.pool != "test":  # the labelled test partition: the fold models' ensemble
             ens = [
-                sys.executable, "-m", "medcls.ensemble", f"sweep_dir={round_dir}",
+                sys.executable, "-m", "medcls.cli.ensemble", f"sweep_dir={round_dir}",
                 f"hydra.run.dir={os.path.join(round_dir, 'ensemble')}",
-                f"tta=[{','.join(s.tta)}]", "run_name=ensemble-round" + str(r),
+                f"eval.tta=[{','.join(s.tta)}]", "run_name=ensemble-round" + str(r),
             ]  # fmt: skip
             if (rc := _run(ens)) != 0:
                 return rc

@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import EMAWeightAveraging
 from medcls.callbacks import TimeBudget
 from medcls.callbacks.time_budget import parse_duration
 from medcls.data.datamodule import ClassificationDataModule
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.evaluation import EvalSettings
 
 TRAIN_ON = ("train", "train+val")

@@ -8,7 +8,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from rich.table import Table
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.studies.report import (
     add_bootstrap,
     compare_configs,

@@ -19,7 +19,7 @@ import os
 import yaml
 from omegaconf import DictConfig, open_dict
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.tasks.checkpoint import read_checkpoint
 from medcls.tracking.sweep import is_global_zero, is_multirun
 from medcls.utils.console import console
@@ -54,7 +54,14 @@ def resume_point(cfg: DictConfig) -> tuple[str | None, str | None]:
             return None, None
     elif path == "last":
         path = newest_last_checkpoint(os.path.join(cfg.paths.log_dir, cfg.task_name))
-    meta = read_checkpoint(path)["medcls"]
+    ckpt = read_checkpoint(path)
+    if "optimizer_states" not in ckpt:  # best.ckpt keeps the weights only (one copy of a run)
+        raise DataError(
+            f"ckpt_path={path} holds the model's weights only (no optimizer or schedule state): "
+            "training cannot continue from it. Resume from the run's checkpoints/last.ckpt "
+            "(ckpt_path=last or auto); evaluate this one with medcls-eval ckpt_path=..."
+        )
+    meta = ckpt["medcls"]
     console.print(f"[bold]resuming[/] from {path}")
     return path, meta.get("mlflow_run_id")
 

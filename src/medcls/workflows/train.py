@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import os
 import time
 import warnings
 
 import pytorch_lightning as pl
-import timm.data
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, WeightAveraging
 
-from medcls.callbacks.optuna_pruning import pruned_epoch
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.provenance import split_provenance
-from medcls.data.records import DataError
+from medcls.errors import DataError
 from medcls.evaluation import EvalSettings
 from medcls.evaluation.calibration import Calibration
+from medcls.evaluation.files import write_isic_csv, write_predictions
 from medcls.evaluation.logit_adjustment import log_prior
 from medcls.evaluation.oof import write_val_logits
 from medcls.evaluation.posthoc import fit_posthoc
@@ -28,41 +29,44 @@ from medcls.evaluation.report import calibration_summary, level_summary, source_
 from medcls.evaluation.subgroups import check_subgroup_attributes
 from medcls.explain.cams import run_test_cams
 from medcls.losses import create_loss
-from medcls.models import Classifier
 from medcls.models.weights_sources import weights_provenance, weights_tags
+from medcls.search.pruning import pruned_epoch
+from medcls.search.trial import pruning_callback, trial_tags
 from medcls.tasks import ClassificationTask
 from medcls.tasks.checkpoint import read_checkpoint, update_checkpoint
 from medcls.tasks.factory import create_task, create_task_model
 from medcls.tasks.inference import predict_view_logits
 from medcls.tasks.probes import is_probe
 from medcls.tracking import sweep_folder
-from medcls.tracking.artifacts import write_isic_csv, write_predictions
-from medcls.tracking.class_counts import write_class_counts
-from medcls.tracking.datasets import log_partitions
 from medcls.tracking.mlflow_run import (
-    config_locations,
-    config_params,
     find_mlflow,
-    git_commit,
-    reopen_run,
-    run_location,
     set_tags,
 )
-from medcls.tracking.run_outputs import example_image, log_run_outputs
+from medcls.tracking.run_outputs import log_checkpoints
 from medcls.tracking.sweep import is_global_zero, is_multirun, mark_failed
-from medcls.utils.console import console, print_config_tree, print_metrics_table
-from medcls.utils.hardware import resolve_channels_last, resolve_precision
+from medcls.utils.console import print_config_tree
+from medcls.utils.hardware import (
+    SPEED_CACHE,
+    fastest_settings,
+    machine_key,
+    resolve_channels_last,
+    resolve_precision,
+    speed_candidates,
+)
 from medcls.workflows.common import (
     build_datamodule,
     build_loggers,
+    in_sample_tag,
     log_run_files,
+    normalization,
     positive_index,
     report_test,
     resolved,
+    scored_partition_title,
 )
-from medcls.workflows.optuna_trial import pruning_callback, trial_tags
 from medcls.workflows.recipe import recipe_callbacks, recipe_options, train_on
 from medcls.workflows.resume import continue_in_run_folder, mark_scheduler_job, resume_point
+from medcls.workflows.run import end_run, start_training_run
 
 log = logging.getLogger(__name__)
 # conf/model keys about how the network trains, not what it is (left out of the checkpoint)
@@ -75,26 +79,17 @@ TRAINING_ONLY_MODEL_KEYS = (
 )
 
 
-def normalization(mode: str, model: Classifier, dm: ClassificationDataModule):
-    """Mean/std (0..1 scale) per channel for ``data.normalize``."""
-    if mode == "backbone":
-        cfg = model.pretrained_cfg
-        return list(cfg.get("mean", timm.data.IMAGENET_DEFAULT_MEAN)), list(
-            cfg.get("std", timm.data.IMAGENET_DEFAULT_STD)
-        )
-    if mode == "imagenet":
-        return list(timm.data.IMAGENET_DEFAULT_MEAN), list(timm.data.IMAGENET_DEFAULT_STD)
-    if mode == "dataset":
-        return dm.mean_std()
-    if mode == "none":
-        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
-    raise DataError(f"data.normalize={mode!r}: use backbone, dataset, imagenet or none")
+# a run shorter than this keeps the rule (timing the candidates costs seconds)
+MEASURE_MIN_STEPS = 200
 
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
-    """Train and test one configuration; return the logged metrics (val and test)."""
+    """Train and test one configuration; return the logged metrics (val and test).
+
+    build (data, task, trainer) → start the run → fit → post-hoc fitting → test and report
+    (:func:`_fit_and_test`) → end the run (uploads, the metrics table)."""
     if is_probe(cfg.get("task")):  # task=knn|linear_probe: cached frozen features, no fit
-        from medcls.workflows.probe import run_probe  # (it imports this module)
+        from medcls.workflows.probe import run_probe
 
         return run_probe(cfg)
     started = time.time()
@@ -107,11 +102,44 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         mark_scheduler_job(cfg)  # a requeue of this job will find it (and resume)
     # a continued run writes where it started: one run, one folder
     out_dir = continue_in_run_folder(cfg, resume_path) if resume_path else cfg.paths.output_dir
-
-    dm = build_datamodule(cfg)
-    dm.setup()
+    dm = _datamodule(cfg, settings)
     final_fit = train_on(cfg, dm)
     scored = in_sample_tag(dm)  # data.test_partition=val|train: said and tagged
+    task, precision = _build_task(cfg, dm, settings)
+    loggers = build_loggers(cfg, run_id=resume_run)
+    trainer = _build_trainer(cfg, dm, settings, loggers, precision, final_fit, started)
+    main_process = trainer.is_global_zero  # DDP: only rank 0 logs to MLflow and writes files
+    mlf = find_mlflow(loggers)
+    if mlf is not None:
+        task.meta["mlflow_run_id"] = mlf.run_id  # the task keeps its own copy of meta
+    if main_process:
+        split, weights = task.meta["split"], task.meta["weights"]
+        tags = {
+            "precision": precision,
+            "split.test_digest": split["test_digest"],
+            "split.test_images": len(split["test_ids"]),
+            **weights_tags(weights),
+            **scored,
+            **trial_tags(cfg),
+        }
+        start_training_run(cfg, loggers, dm, tags, out_dir, resume_path if resume_run else None)
+    for note in dm.notes:
+        log.warning(note)
+    try:
+        metrics = _fit_and_test(cfg, trainer, task, dm, loggers, resume_path, settings)
+    except BaseException as e:
+        if mlf is not None:  # Lightning marks the run FAILED; say why
+            mark_failed(mlf.experiment, mlf.run_id, e)
+            e.medcls_run_logged = True  # the sweep need not record this job again
+        raise
+    _end(cfg, trainer, dm, mlf, metrics, settings, precision, started)
+    return metrics
+
+
+def _datamodule(cfg: DictConfig, settings: EvalSettings) -> ClassificationDataModule:
+    """The data, split, with what the evaluation settings need of it checked."""
+    dm = build_datamodule(cfg)
+    dm.setup()
     check_subgroup_attributes(dm.records_of(dm.cfg.test_partition), settings.subgroups, dm.cfg)
     if settings.fits_on_validation and not len(dm.partitions["val"]):
         raise DataError(
@@ -119,14 +147,21 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
             "fitted on the validation images, and this split has none: give it a validation "
             "part (data.val_fraction), or use eval.calibrate=none eval.threshold=argmax."
         )
+    return dm
+
+
+def _build_task(
+    cfg: DictConfig, dm: ClassificationDataModule, settings: EvalSettings
+) -> tuple[ClassificationTask, str]:
+    """The network (weights loaded) in its task, with the meta its checkpoint will carry, and
+    the precision it trains in."""
     model_cfg = resolved(cfg, "model")
     task_cfg = resolved(cfg, "task") or {"name": "classification"}
     model = create_task_model(
         task_cfg, model_cfg, num_classes=dm.num_classes, image_size=dm.preprocess.image_size
     )
+    precision, channels_last = _speed_settings(cfg, dm, model, task_cfg)
     mean, std = normalization(cfg.data.normalize, model, dm)
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    channels_last = resolve_channels_last(cfg.model.get("channels_last", "auto"), precision)
     positive = positive_index(dm.class_names, cfg.data.get("positive_class"))
     meta = {
         "model": {k: v for k, v in model_cfg.items() if k not in TRAINING_ONLY_MODEL_KEYS},
@@ -160,12 +195,62 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         meta=meta,
         **recipe_options(cfg, dm, settings),
     )
+    return task, precision
 
-    loggers = build_loggers(cfg, run_id=resume_run)
-    callbacks_cfg = cfg.get("callbacks") or {}
+
+def _speed_settings(cfg, dm, model, task_cfg) -> tuple[str, bool]:
+    """``(precision, channels_last)``: as configured; under ``auto`` on a CPU, for a run of at
+    least :data:`MEASURE_MIN_STEPS` steps, the fastest measured here (once per machine ×
+    network × input: :func:`medcls.utils.hardware.fastest_settings`)."""
+    set_p, set_cl = cfg.trainer.precision, cfg.model.get("channels_last", "auto")
+    precision = resolve_precision(set_p, cfg.trainer.accelerator)
+    rule = (precision, resolve_channels_last(set_cl, precision))
+    on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
+        cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
+    )
+    several = str(cfg.trainer.get("devices", 1)) not in ("1", "auto")  # DDP: one rule for all
+    if (
+        on_gpu
+        or several
+        or "auto" not in (str(set_p), str(set_cl))
+        or _planned_steps(cfg, dm) < MEASURE_MIN_STEPS
+    ):
+        return rule
+    batch, size = int(cfg.data.batch_size), int(dm.preprocess.image_size)
+    net = {
+        k: v
+        for k, v in resolved(cfg, "model").items()
+        if k not in ("weights", "pretrained", "pretrained_file")
+    }
+    digest = hashlib.sha256(
+        json.dumps([net, task_cfg], sort_keys=True, default=str).encode()
+    ).hexdigest()[:12]
+    key = f"{cfg.model.name} ({digest})|{size} px|batch {batch}|{machine_key()}"
+    cache = os.path.join(str(cfg.paths.cache_dir), SPEED_CACHE)
+    return fastest_settings(model, size, batch, speed_candidates(set_p, set_cl), cache, key)
+
+
+def _planned_steps(cfg: DictConfig, dm: ClassificationDataModule) -> int:
+    """Training steps the run plans at most (epochs × batches, ``limit_train_batches`` and
+    ``fast_dev_run`` applied)."""
+    t = cfg.trainer
+    if t.get("fast_dev_run"):
+        return 0
+    batches = math.ceil(len(dm.partitions["train"]) / int(cfg.data.batch_size))
+    limit = t.get("limit_train_batches")
+    if isinstance(limit, float):
+        batches = int(batches * limit)
+    elif isinstance(limit, int) and not isinstance(limit, bool):
+        batches = min(batches, limit)
+    return batches * int(t.get("max_epochs") or 1)
+
+
+def _build_trainer(cfg, dm, settings, loggers, precision, final_fit, started) -> pl.Trainer:
+    """The Trainer with the configured callbacks (a final fit: no validation, no early stop),
+    the recipe's and an Optuna trial's pruning."""
     callbacks = [
         instantiate(c, **_no_validation(c) if final_fit else {})
-        for name, c in callbacks_cfg.items()
+        for name, c in (cfg.get("callbacks") or {}).items()
         if c is not None and "_target_" in c and not (final_fit and name == "early_stopping")
     ]
     if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger
@@ -183,63 +268,13 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         **_strategy_override(cfg),
     )
     _check_distributed(trainer)
-    main_process = trainer.is_global_zero  # DDP: only rank 0 logs to MLflow and writes files
+    return trainer
 
-    mlf = find_mlflow(loggers)
-    if mlf is not None:
-        task.meta["mlflow_run_id"] = mlf.run_id  # the task keeps its own copy of meta
-    if mlf is not None and main_process:
-        if resume_run is None:
-            mlf.log_hyperparams(config_params(cfg))
-        else:  # RUNNING again, in the same MLflow run
-            reopen_run(mlf.experiment, mlf.run_id, resume_path)
-        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-        set_tags(
-            mlf,
-            {
-                **config_locations(cfg),  # paths and URIs: tags, not params
-                "git_commit": git_commit(os.path.dirname(__file__)),
-                "overrides": " ".join(overrides),
-                "dataset": dm.source_name,
-                "model": cfg.model.name,
-                "fold": cfg.data.fold,
-                "precision": precision,
-                "split.test_digest": meta["split"]["test_digest"],
-                "split.test_images": len(meta["split"]["test_ids"]),
-                **weights_tags(meta["weights"]),
-                **scored,
-                **trial_tags(cfg),
-                **(cfg.get("tags") or {}),
-            },
-        )
-        # a continued run keeps the config it started with and adds the restart's
-        config_name = "resolved_config_resumed.yaml" if resume_path else "resolved_config.yaml"
-        config_path = os.path.join(out_dir, config_name)
-        os.makedirs(out_dir, exist_ok=True)
-        OmegaConf.save(cfg, config_path, resolve=True)
-        log_run_files(loggers, [config_path])
-        hydra_dir = os.path.join(out_dir, ".hydra")  # Hydra's own record: config + overrides
-        if os.path.isdir(hydra_dir):
-            log_run_files(loggers, [hydra_dir], "hydra")
-    if main_process:  # images per class and partition: the data before the metrics
-        title = f"{cfg.run_name}: images per class"
-        log_run_files(
-            loggers, write_class_counts(out_dir, dm.class_names, dm.labels, dm.partitions, title)
-        )
-        if mlf is not None:  # the UI's Dataset column: what this run trained and was tested on
-            parts = {k: dm.partitions[k] for k in ("train", "val", "test")}
-            log_partitions(mlf.experiment, mlf.run_id, dm.source_name, dm.data_uri,
-                           dm.records, parts, dm.class_names)  # fmt: skip
 
-    for note in dm.notes:
-        log.warning(note)
-    try:
-        metrics = _fit_and_test(cfg, trainer, task, dm, loggers, resume_path, settings)
-    except BaseException as e:
-        if mlf is not None:  # Lightning marks the run FAILED; say why
-            mark_failed(mlf.experiment, mlf.run_id, e)
-            e.medcls_run_logged = True  # the sweep need not record this job again
-        raise
+def _end(cfg, trainer, dm, mlf, metrics, settings, precision: str, started: float) -> None:
+    """The run's end: the kept checkpoint uploaded and logged as the MLflow Model, the
+    metrics table with the run's facts, where the run is."""
+    main_process = trainer.is_global_zero
     if "pruned_at_epoch" in metrics and mlf is not None and main_process:
         set_tags(mlf, {"optuna.pruned": "true"})
     extra = {
@@ -262,39 +297,24 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         if mlf is not None:  # lets medcls-ensemble run_ids=[...] find the weights
             set_tags(mlf, {"best_checkpoint": os.path.abspath(extra["best checkpoint"])})
         if mlf is not None and main_process and "pruned_at_epoch" not in metrics:
-            i = _example_index(dm)
-            example = None if i is None else example_image(dm.records[i], dm.decoded.images[i])
-            log_run_outputs(mlf, cfg.logger.mlflow, extra["best checkpoint"], example)
+            _log_outputs(mlf, cfg.logger.mlflow, extra["best checkpoint"], dm)
     if main_process:
-        print_metrics_table(
-            metrics, f"{cfg.run_name}: {scored_partition_title(dm)} metrics", extra, settings.level
-        )
-        if mlf is not None:
-            console.print(run_location(mlf))
-    return metrics
+        title = f"{cfg.run_name}: {scored_partition_title(dm)} metrics"
+        end_run(mlf, [(metrics, title, extra)], settings.level)
 
 
-def scored_partition_title(dm: ClassificationDataModule) -> str:
-    """What the report of this run's test is on: ``test``, or a partition named as in-sample."""
-    part = str(dm.cfg.get("test_partition", "test"))
-    if part in ("test", "all"):
-        return part
-    return f"{part} partition, IN-SAMPLE (it chose the checkpoint and the post-hoc settings)"
+def _log_outputs(mlf, settings, best: str, dm: ClassificationDataModule) -> None:
+    """The checkpoints uploaded and the best one logged as the MLflow Model
+    (``cfg.logger.mlflow``: ``log_checkpoints``, ``mlflow_model``, ``register_as``)."""
+    tags = log_checkpoints(mlf, settings, best)
+    i = _example_index(dm)
+    if settings.get("mlflow_model", True) and i is not None:
+        from medcls.deploy.mlflow_model import example_image, log_model_or_note  # mlflow.pyfunc
 
-
-def in_sample_tag(dm: ClassificationDataModule) -> dict[str, str]:
-    """``data.test_partition=val|train``: the run's test figures are on images that chose its
-    checkpoint (and τ, temperature, threshold) or trained it; tagged and said, not hidden."""
-    part = str(dm.cfg.get("test_partition", "test"))
-    if part not in ("val", "train"):
-        return {}
-    log.warning(
-        "data.test_partition=%s: every test/* figure of this run is in-sample (the %s "
-        "partition chose the checkpoint and the post-hoc settings%s); report held-out figures "
-        "from the test partition.",
-        part, part, " and trained the model" if part == "train" else "",
-    )  # fmt: skip
-    return {"medcls.scored_partition": f"{part} (in-sample)"}
+        example = example_image(dm.records[i], dm.decoded.images[i])
+        register_as = settings.get("register_as")
+        tags |= log_model_or_note(mlf._tracking_uri, mlf.run_id, best, example, register_as)
+    set_tags(mlf, tags)
 
 
 def _example_index(dm: ClassificationDataModule) -> int | None:

@@ -62,7 +62,7 @@ def ct_writer():
 def covid_grey(helpers) -> list[np.ndarray]:
     """14 real CT slices of ../shared/data/covid_ct as ``(SIZE, SIZE)`` uint8 grey (sorted
     file names, both classes); skips when the data set is absent."""
-    root = helpers.SHARED_DATA / "covid_ct"
+    root = helpers.shared_data("covid_ct")
     files = (
         sorted((root / "CT_COVID").glob("*.png"))[:7]
         + sorted((root / "CT_NonCOVID").glob("*.*"))[:7]
@@ -134,9 +134,7 @@ def ct_study(tmp_path_factory, helpers) -> CtStudy:
     """16 patients (8 per class), 22 series of 3 real COVID-CT slices as 16-bit HU DICOM with
     PatientName and BirthDate in every header, and the same series as NIfTI volumes
     (:func:`medcls.data.medical.demo.write_demo_study`). Skips when COVID-CT is absent."""
-    root = helpers.SHARED_DATA / "covid_ct"
-    if not (root / "CT_COVID").is_dir():
-        pytest.skip(f"COVID-CT slices not found at {root} (the CT study fixture needs them)")
+    root = helpers.shared_data("covid_ct", "CT_COVID")
     # a name and date of its own: medcls's code (bundled in every MLflow Model) holds the
     # demo's defaults, and the privacy test searches everything a run writes for these
     return write_demo_study(

@@ -19,7 +19,7 @@ from medcls.data.medical.windows import apply_window
 from medcls.data.preprocess import Preprocess
 from medcls.data.readers import read_slice_hu
 from medcls.deploy.predictor import Predictor
-from medcls.tracking.artifacts import read_predictions
+from medcls.evaluation.files import read_predictions
 from medcls.workflows.predict import run_predict
 from medcls.workflows.train import run_train
 

@@ -16,8 +16,8 @@ from pydicom.uid import JPEG2000Lossless
 from medcls.data.datamodule import ClassificationDataModule
 from medcls.data.medical.address import parse_address
 from medcls.data.medical.windows import apply_window
-from medcls.data.records import DataError
 from medcls.data.sources import load_source
+from medcls.errors import DataError
 
 CLASSES = ["CT_COVID", "CT_NonCOVID"]  # sorted: the order class folders give
 

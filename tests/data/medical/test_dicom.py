@@ -27,7 +27,7 @@ from medcls.data.medical.dicom import (
     select_indices,
     series_slices,
 )
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 CT_SMALL = get_testdata_file("CT_small.dcm")
 

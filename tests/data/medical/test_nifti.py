@@ -19,7 +19,7 @@ from medcls.data.medical.nifti import (
     read_volume,
 )
 from medcls.data.medical.windows import apply_window
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 SPACING, DZ = 0.7, 2.5
 X0, Y0, Z0 = -160.0, -150.0, -40.0  # ImagePositionPatient (LPS) of the first voxel

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from medcls.data.medical.windows import WINDOWS, apply_window, parse_window
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 
 def by_hand(hu: float, width: float, level: float) -> int:

@@ -24,7 +24,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 PATIENT_NAME = "Doe^Janet"  # written into every file: it must never come out of the reader
 BIRTH_DATE = "19610203"  # (the privacy tests write their own: these two lie in medcls's code)

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from medcls.data.medical.windows import apply_window
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 PREAMBLE = 128  # bytes before the "DICM" magic (DICOM PS3.10 §7.1)
 MAGIC = b"DICM"

@@ -20,7 +20,7 @@ import numpy as np
 
 from medcls.data.medical.dicom import select_indices
 from medcls.data.medical.windows import apply_window
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 # Volumes kept decoded per process (a CT volume is ~300 MB as float32; every DataLoader worker
 # has its own cache). Slices are read volume by volume, so two suffice to avoid re-reading.

@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 Window: TypeAlias = tuple[float, float]  # (width, level) in HU
 

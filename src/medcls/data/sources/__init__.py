@@ -7,15 +7,15 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
-from medcls.data.exclude import apply_exclusions
-from medcls.data.records import DataError
 from medcls.data.sources.base import SourceData
 from medcls.data.sources.combined import load_combined
 from medcls.data.sources.covid_ct import load_covid_ct
+from medcls.data.sources.exclude import apply_exclusions
 from medcls.data.sources.ham10000 import load_ham10000
 from medcls.data.sources.imagefolder import load_imagefolder
 from medcls.data.sources.isic_csv import load_isic_csv
 from medcls.data.sources.synthetic import load_synthetic
+from medcls.errors import DataError
 
 
 def _lazy(module: str, name: str) -> Callable[[DictConfig], SourceData]:

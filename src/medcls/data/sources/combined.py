@@ -18,9 +18,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from medcls.data.preprocess import Preprocess
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.base import SourceData, check_no_empty_class
 from medcls.data.sources.joins import join_across_sources
+from medcls.errors import DataError
 
 # Keys of a source entry that belong to the combination, not to the source's own reader.
 COMBINE_KEYS = ("class_map", "max_per_class", "max_images")

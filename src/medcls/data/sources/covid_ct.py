@@ -10,7 +10,7 @@ import os
 
 from omegaconf import DictConfig
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.base import (
     SourceData,
     check_files_exist,
@@ -18,6 +18,7 @@ from medcls.data.sources.base import (
     group_from_name,
 )
 from medcls.data.sources.imagefolder import list_class_folders
+from medcls.errors import DataError
 
 SPLITS = ("train", "val", "test")
 

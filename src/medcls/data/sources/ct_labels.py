@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pandas as pd
 from omegaconf import DictConfig
 
-from medcls.data.records import DataError
 from medcls.data.sources.base import require_dir, require_file, resolve_classes
+from medcls.errors import DataError
 
 
 def ct_root(cfg: DictConfig, what: str) -> str:

@@ -19,12 +19,13 @@ from omegaconf import DictConfig
 
 from medcls.data.medical.address import DICOM, slice_address
 from medcls.data.medical.dicom import DicomSlice, list_series, series_slices
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.base import (
     SourceData,
     check_no_empty_class,
 )
 from medcls.data.sources.ct_labels import SliceSelection, ct_root, label_units, skipped_note
+from medcls.errors import DataError
 
 LABEL_KEYS = {  # data.label_key → the header field it matches
     "PatientID": lambda s: s.patient_id or "",

@@ -12,7 +12,7 @@ from collections import Counter
 
 from omegaconf import DictConfig
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.base import (
     SourceData,
     check_files_exist,
@@ -28,6 +28,7 @@ from medcls.data.sources.labels import (
     unknown_policy,
 )
 from medcls.data.sources.tables import metadata_pairs, read_csv_columns
+from medcls.errors import DataError
 
 
 def load_ham10000(cfg: DictConfig) -> SourceData:

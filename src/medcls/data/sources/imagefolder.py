@@ -7,7 +7,7 @@ import os
 from omegaconf import DictConfig
 
 from medcls.data.io import IMAGE_EXTENSIONS
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.base import (
     SourceData,
     check_no_empty_class,
@@ -15,6 +15,7 @@ from medcls.data.sources.base import (
     require_dir,
     resolve_classes,
 )
+from medcls.errors import DataError
 
 
 def list_class_folders(root: str, what: str) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ from collections import Counter
 import numpy as np
 from omegaconf import DictConfig
 
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.base import (
     SourceData,
     check_files_exist,
@@ -37,6 +37,7 @@ from medcls.data.sources.labels import (
     unknown_policy,
 )
 from medcls.data.sources.tables import metadata_pairs, read_csv_columns
+from medcls.errors import DataError
 
 FIX = "Set data.root, data.csv and data.images_dir (ISIC layout: image,MEL,NV,... one-hot CSV)."
 

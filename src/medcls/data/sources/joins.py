@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from medcls.data.readers import read_image
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
+from medcls.errors import DataError
 
 DEDUPE = ("ids", "pixels", "paths")
 HELD_OUT = {None: 0, "train": 1, "val": 2, "test": 3}  # which copy's official split wins

@@ -10,7 +10,7 @@ import difflib
 from collections import Counter
 from collections.abc import Sequence
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 UNKNOWN_POLICIES = ("error", "exclude", "reject")
 

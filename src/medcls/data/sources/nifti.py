@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from medcls.data.medical.address import NIFTI, is_nifti_file, slice_address, volume_stem
 from medcls.data.medical.dicom import select_indices
-from medcls.data.records import DataError, Record
+from medcls.data.records import Record
 from medcls.data.sources.base import (
     SourceData,
     check_no_empty_class,
@@ -24,6 +24,7 @@ from medcls.data.sources.base import (
     require_dir,
 )
 from medcls.data.sources.ct_labels import SliceSelection, ct_root, label_units, skipped_note
+from medcls.errors import DataError
 
 LABEL_KEYS = ("volume", "patient")
 

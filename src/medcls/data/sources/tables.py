@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from medcls.data.records import DataError
+from medcls.errors import DataError
 
 
 def read_csv_columns(path: str, required: list[str]) -> pd.DataFrame:
