@@ -199,5 +199,5 @@ def test_report_prints_mean_and_std_of_the_folds(cv_run, helpers) -> None:
 def test_split_args_paths_go_to_both() -> None:
     """The ensemble decodes the test images from the folds' own cache (paths.cache_dir)."""
     _, ensemble, train = cv.split_args(["paths.cache_dir=/c", "ablation=no_gap,full", "tta=[x]"])
-    assert ensemble == ["paths.cache_dir=/c", "tta=[x]"]
+    assert ensemble == ["paths.cache_dir=/c", "eval.tta=[x]"]
     assert train == ["paths.cache_dir=/c", "ablation=no_gap,full"]

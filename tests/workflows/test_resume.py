@@ -95,7 +95,8 @@ def test_last_checkpoint_is_the_latest_epoch_even_without_a_new_best(helpers, wo
         if torch.is_tensor(t) and t.dim() > 0
     )
     size = {p.name: p.stat().st_size for p in ckpt_dir.iterdir()}
-    assert size["last.ckpt"] - size["best.ckpt"] == pytest.approx(moments, rel=0.05)
+    # (plus the schedule, loop and callback states: a few kB)
+    assert moments <= size["last.ckpt"] - size["best.ckpt"] <= moments + 100_000
     with pytest.raises(DataError, match="weights only.*last.ckpt"):
         resume_point(helpers.compose_cfg([f"ckpt_path={ckpt_dir / 'best.ckpt'}"]))
 

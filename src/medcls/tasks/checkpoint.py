@@ -91,11 +91,21 @@ def load_task(path: str, channels_last: bool = False) -> tuple[ClassificationTas
     return task, meta
 
 
-def update_checkpoint(path: str, state: dict | None = None, meta: dict | None = None) -> None:
+# what only a resume needs (last.ckpt keeps it): the optimizer's moments (two more copies of the
+# weights for AdamW) and the LR schedules; the small callback and loop states stay (they say,
+# e.g., which score made this checkpoint the best)
+RESUME_ONLY = ("optimizer_states", "lr_schedulers")
+
+
+def update_checkpoint(
+    path: str, state: dict | None = None, meta: dict | None = None, weights_only: bool = False
+) -> None:
     """Replace tensors of the checkpoint's ``state_dict`` (``state``) and entries of its
     ``medcls`` section (``meta``, plain Python) at ``path``, in one step (a crash leaves the
-    old file, never half a new one)."""
+    old file, never half a new one); ``weights_only``: also drop :data:`RESUME_ONLY`."""
     ckpt = read_checkpoint(path)
+    for key in RESUME_ONLY if weights_only else ():
+        ckpt.pop(key, None)
     ckpt["state_dict"].update(state or {})
     if "current_model_state" in ckpt:  # an EMA run keeps the raw weights too
         ckpt["current_model_state"].update(state or {})

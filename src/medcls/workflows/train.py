@@ -486,8 +486,8 @@ def _fit_and_test(
     on_val = cfg.get("train", True) or settings.fits_on_validation
     if on_val and has_val and main_process:
         calibration, gains = _posthoc(cfg, trainer, task, dm, loggers, settings, metrics)
-    if best and (gains["state"] or gains["meta"]):
-        update_checkpoint(best, state=gains["state"], meta=gains["meta"])
+    if best and main_process:  # its post-hoc gains; the weights once (resume: last.ckpt)
+        update_checkpoint(best, state=gains["state"], meta=gains["meta"], weights_only=True)
     # EMA: test the kept (averaged) weights; the callback would load the raw ones back
     trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     # DDP: every process tests best.ckpt, which the main one may just have given a logit bias
