@@ -25,12 +25,13 @@ from mlflow.models import Model, infer_signature
 from mlflow.pyfunc import PythonModel
 from PIL import Image
 
-import medcls
 from medcls.data.records import Record
 from medcls.deploy.predictor import Predictor
 from medcls.errors import DataError
 
 log = logging.getLogger(__name__)
+# the medcls package folder, shipped with the model as its code
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHECKPOINT = "checkpoint"  # the artifact's key in the model
 MODEL_NAME = "model"  # runs:/<run id>/model
@@ -149,7 +150,7 @@ def log_model(
             run_id=run_id,
             python_model=MedclsImageModel(),
             artifacts={CHECKPOINT: os.path.abspath(checkpoint)},
-            code_paths=[os.path.dirname(medcls.__file__)],
+            code_paths=[PACKAGE_DIR],
             pip_requirements=requirements(),
             signature=infer_signature(example, output),
             input_example=example,

@@ -220,7 +220,7 @@ def _speed_settings(cfg, dm, model, task_cfg) -> tuple[str, bool]:
     net = {
         k: v
         for k, v in resolved(cfg, "model").items()
-        if k not in ("weights", "pretrained", "pretrained_file")
+        if k not in ("weights", "pretrained", "pretrained_file", *TRAINING_ONLY_MODEL_KEYS)
     }
     digest = hashlib.sha256(
         json.dumps([net, task_cfg], sort_keys=True, default=str).encode()
