@@ -31,6 +31,12 @@ def summary_metric(summary: pd.DataFrame, name: str) -> tuple[float, float, floa
     return float(r["value"]), float(r["ci_low"]), float(r["ci_high"])
 
 
+def budget_override(minutes: float) -> str:
+    """``trainer.max_time`` for ``minutes`` (DD:HH:MM:SS)."""
+    s = int(round(minutes * 60))
+    return f"trainer.max_time=00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def run_medcls(name: str, overrides: list[str], work_dir: str, env: dict) -> dict:
     """One ``medcls-train`` run in ``work_dir/runs/name`` (only ``hydra.run.dir`` is added, which
     changes no training setting). Returns the test predictions (``preds``), the run's own test

@@ -69,6 +69,7 @@ import pytorch_lightning as pl  # noqa: E402, F401  (imported before quiet_libra
 from _common import load_average, machine_lines, quiet_libraries, table  # noqa: E402
 from _runs import (  # noqa: E402
     add_work_args,
+    budget_override,
     epochs_and_speed,
     prediction_arrays,
     run_medcls,
@@ -272,12 +273,6 @@ class Row:
     size: int
     budgeted: bool
     result: dict = field(default_factory=dict)  # budget (None for probes) → scored run
-
-
-def budget_override(minutes: float) -> str:
-    """``trainer.max_time`` for ``minutes`` (DD:HH:MM:SS)."""
-    s = int(round(minutes * 60))
-    return f"trainer.max_time=00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def plan_rows(ds: Dataset, args, shipped_size: int) -> list[Row]:

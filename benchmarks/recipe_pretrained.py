@@ -27,7 +27,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _common import load_average, machine_lines, table  # noqa: E402
-from _runs import add_work_args, epochs_and_speed, run_medcls, work_dir_and_env  # noqa: E402
+from _runs import (  # noqa: E402
+    add_work_args,
+    budget_override,
+    epochs_and_speed,
+    run_medcls,
+    work_dir_and_env,
+)
 
 from medcls.metrics.balanced import balanced_accuracy  # noqa: E402
 from medcls.studies.stats import bootstrap_ci, paired_bootstrap  # noqa: E402
@@ -60,11 +66,10 @@ def main() -> None:
     args = p.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant) or VARIANTS
     work_dir, env = work_dir_and_env(args, "medcls-recipe-pretrained")
-    s = int(round(args.budget * 60))
     base = [
         "experiment=ham10000_fast", f"data.root={os.path.abspath(args.root)}", f"seed={args.seed}",
         "train_on=train", "eval.logit_adjustment=tuned",
-        f"trainer.max_time=00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}",
+        budget_override(args.budget),
         f"logger.mlflow.tracking_uri=sqlite:///{work_dir}/mlflow.db",
     ]  # fmt: skip
     print("\n".join(machine_lines()))

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import logging
+import os
+import platform
+import time
 
 import torch
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo`` (read once; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 @functools.cache
@@ -17,11 +32,7 @@ def cpu_has_fast_bf16() -> bool:
     oneDNN *emulates* bf16 on other AVX-512 CPUs, which is slower than fp32, so the mere
     availability of bf16 kernels is not enough.
     """
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.backends.mkldnn.is_available()
 
 
@@ -75,19 +86,14 @@ def step_seconds(
 ) -> float:
     """Seconds of one training step (forward, backward, SGD update) of a copy of ``model`` on
     a random ``(batch, 3, S, S)`` batch: the better of two steps after one warm-up."""
-    import copy
-    import time
-
-    net = copy.deepcopy(model).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(memory_format=fmt)
+    net = copy.deepcopy(model).train().to(memory_format=fmt)
     opt = torch.optim.SGD(net.parameters(), lr=1e-6)
     x = torch.randn(batch, 3, image_size, image_size).contiguous(memory_format=fmt)
-    bf16 = precision.startswith("bf16")
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
             out = net(x)
         loss = (out[0] if isinstance(out, (tuple, list)) else out).float().mean()
         opt.zero_grad(set_to_none=True)
@@ -95,6 +101,10 @@ def step_seconds(
         opt.step()
         times.append(time.perf_counter() - start)
     return min(times[1:])
+
+
+def _label(candidate: tuple[str, bool]) -> str:
+    return f"{candidate[0]}/{'NHWC' if candidate[1] else 'NCHW'}"
 
 
 def fastest_settings(
@@ -107,53 +117,53 @@ def fastest_settings(
 ) -> tuple[str, bool]:
     """The fastest of ``candidates`` for ``model`` at this input, measured once per ``key``
     (network, input, machine, torch) and remembered in ``cache_file`` (``None``: not kept)."""
-    import json
-    import os
-
     if len(candidates) == 1:
         return candidates[0]
-    known: dict = {}
-    if cache_file and os.path.isfile(cache_file):
-        try:
-            with open(cache_file, encoding="utf-8") as f:
-                known = json.load(f)
-        except (OSError, ValueError):
-            known = {}
+    known = _read_choices(cache_file)
     seen = known.get(key)
     if seen and (seen["precision"], seen["channels_last"]) in candidates:
         return seen["precision"], bool(seen["channels_last"])
     timed = {c: step_seconds(model, image_size, batch, *c) for c in candidates}
     best = min(timed, key=timed.get)
+    seconds = {_label(c): s for c, s in timed.items()}
     log.info(
-        "fastest training step here: %s, %s (%s)", best[0],
-        "channels_last" if best[1] else "NCHW",
-        ", ".join(f"{p}/{'NHWC' if cl else 'NCHW'} {s * 1000:.0f} ms" for (p, cl), s in timed.items()),
-    )  # fmt: skip
+        "fastest training step here: %s (%s)",
+        _label(best),
+        ", ".join(f"{name} {s * 1000:.0f} ms" for name, s in seconds.items()),
+    )
     if cache_file:
-        known[key] = {"precision": best[0], "channels_last": best[1], "seconds": {
-            f"{p}/{'NHWC' if cl else 'NCHW'}": s for (p, cl), s in timed.items()}}  # fmt: skip
-        os.makedirs(os.path.dirname(cache_file) or ".", exist_ok=True)
-        tmp = f"{cache_file}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(known, f, indent=1, sort_keys=True)
-        os.replace(tmp, cache_file)
+        known[key] = {"precision": best[0], "channels_last": best[1], "seconds": seconds}
+        _write_choices(cache_file, known)
     return best
 
 
-def machine_key() -> str:
-    """The CPU model, core count and torch version: what a speed choice depends on besides the
-    network and its input."""
-    import os
-    import platform
-
-    model = platform.processor() or platform.machine()
+def _read_choices(cache_file: str | None) -> dict:
+    """The remembered choices (``{}``: none, or an unreadable file, which is then rewritten)."""
+    if not cache_file or not os.path.isfile(cache_file):
+        return {}
     try:
-        with open("/proc/cpuinfo") as f:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model
-            )
-    except OSError:
-        pass
+        with open(cache_file, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_choices(cache_file: str, known: dict) -> None:
+    """Write ``known`` whole, atomically (parallel jobs may share the cache folder)."""
+    os.makedirs(os.path.dirname(cache_file) or ".", exist_ok=True)
+    tmp = f"{cache_file}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(known, f, indent=1, sort_keys=True)
+    os.replace(tmp, cache_file)
+
+
+def machine_key() -> str:
+    """The CPU model, thread and core counts and torch version: what a speed choice depends on
+    besides the network and its input."""
+    names = [
+        ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines() if ln.startswith("model name")
+    ]
+    model = names[0] if names else (platform.processor() or platform.machine())
     return (
         f"{model}|{torch.get_num_threads()} threads|{os.cpu_count()} cpus|torch {torch.__version__}"
     )

@@ -65,8 +65,8 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
     metrics = {f"test/{k}": v for k, v in task.test_results.items()}
     out_dir, out = cfg.paths.output_dir, task.test_outputs
     calibration = Calibration.from_meta(meta.get("calibration"))  # fitted by medcls-train
-    title = f"{cfg.run_name} · {cfg.split}"
-    files = report_test(task, dm, settings, out_dir, title, loggers, metrics, calibration)
+    report_title = f"{cfg.run_name} · {cfg.split}"
+    files = report_test(task, dm, settings, out_dir, report_title, loggers, metrics, calibration)
     log_run_files(loggers, files)
     cam_dir = os.path.join(out_dir, "gradcam")  # cam.num_images > 0: as medcls-train does
     if run_test_cams(cfg.get("cam"), task, dm, out, cam_dir):

@@ -160,7 +160,7 @@ def _build_task(
     model = create_task_model(
         task_cfg, model_cfg, num_classes=dm.num_classes, image_size=dm.preprocess.image_size
     )
-    precision, channels_last = _speed_settings(cfg, dm, model, task_cfg)
+    precision, channels_last = _speed_settings(cfg, dm, model, model_cfg, task_cfg)
     mean, std = normalization(cfg.data.normalize, model, dm)
     positive = positive_index(dm.class_names, cfg.data.get("positive_class"))
     meta = {
@@ -198,7 +198,7 @@ def _build_task(
     return task, precision
 
 
-def _speed_settings(cfg, dm, model, task_cfg) -> tuple[str, bool]:
+def _speed_settings(cfg, dm, model, model_cfg, task_cfg) -> tuple[str, bool]:
     """``(precision, channels_last)``: as configured; under ``auto`` on a CPU, for a run of at
     least :data:`MEASURE_MIN_STEPS` steps, the fastest measured here (once per machine ×
     network × input: :func:`medcls.utils.hardware.fastest_settings`)."""
@@ -219,7 +219,7 @@ def _speed_settings(cfg, dm, model, task_cfg) -> tuple[str, bool]:
     batch, size = int(cfg.data.batch_size), int(dm.preprocess.image_size)
     net = {
         k: v
-        for k, v in resolved(cfg, "model").items()
+        for k, v in model_cfg.items()
         if k not in ("weights", "pretrained", "pretrained_file", *TRAINING_ONLY_MODEL_KEYS)
     }
     digest = hashlib.sha256(
